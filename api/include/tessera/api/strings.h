@@ -1,0 +1,47 @@
+// String building for messages. Debian's abseil is built without std::string_view interop
+// (absl::string_view is its own type there), so StrCat cannot take the std::string_view
+// that the rest of the tree uses; these two helpers can.
+#ifndef TESSERA_API_STRINGS_H_
+#define TESSERA_API_STRINGS_H_
+
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace tessera {
+namespace strings_internal {
+
+inline void Append(std::string& out, std::string_view piece) { out.append(piece); }
+inline void Append(std::string& out, char c) { out.push_back(c); }
+template <typename T>
+  requires std::is_arithmetic_v<T> && (!std::is_same_v<T, char>) && (!std::is_same_v<T, bool>)
+void Append(std::string& out, T value) {
+  out.append(std::to_string(value));
+}
+
+}  // namespace strings_internal
+
+// Concatenates strings, string views, characters and numbers.
+template <typename... Args>
+std::string StrCat(const Args&... args) {
+  std::string out;
+  (strings_internal::Append(out, args), ...);
+  return out;
+}
+
+// Joins the elements of a range of strings (or string views) with a separator.
+template <typename Range>
+std::string StrJoin(const Range& range, std::string_view separator) {
+  std::string out;
+  bool first = true;
+  for (const auto& item : range) {
+    if (!first) out.append(separator);
+    strings_internal::Append(out, item);
+    first = false;
+  }
+  return out;
+}
+
+}  // namespace tessera
+
+#endif  // TESSERA_API_STRINGS_H_

@@ -1,0 +1,123 @@
+#include "tessera/api/json_decode.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tessera/api/yaml.h"
+
+namespace tessera::api {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Point {
+  int32_t x = 0;
+  std::optional<std::string> label;
+};
+
+absl::Status Decode(const DecodeContext& ctx, const Json& in, Point* out) {
+  ObjectDecoder d(ctx, in);
+  d.Required("x", &out->x);
+  d.Optional("label", &out->label);
+  return d.Finish();
+}
+
+std::string ErrorOf(const absl::Status& s) { return std::string(s.message()); }
+
+TEST(JsonDecodeTest, StrictModeRejectsUnknownFieldAndListsAllowedOnes) {
+  absl::StatusOr<std::vector<Point>> points =
+      DecodeJson<std::vector<Point>>(Json::parse(R"([{"x": 1}, {"x": 2, "lable": "a"}])"),
+                                     UnknownFields::kReject);
+  ASSERT_FALSE(points.ok());
+  EXPECT_EQ(ErrorOf(points.status()), "[1].lable: unknown field (allowed: x, label)");
+}
+
+TEST(JsonDecodeTest, LenientModeIgnoresUnknownFields) {
+  absl::StatusOr<Point> p =
+      DecodeJson<Point>(Json::parse(R"({"x": 1, "future": true})"), UnknownFields::kIgnore);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->x, 1);
+}
+
+TEST(JsonDecodeTest, WrongTypeNamesPathAndValue) {
+  absl::StatusOr<Point> p =
+      DecodeJson<Point>(Json::parse(R"({"x": "3"})"), UnknownFields::kIgnore);
+  EXPECT_EQ(ErrorOf(p.status()), "x: expected an integer, got \"3\"");
+}
+
+TEST(JsonDecodeTest, MissingRequiredFieldIsNamed) {
+  absl::StatusOr<Point> p = DecodeJson<Point>(Json::parse(R"({"label": "a"})"),
+                                              UnknownFields::kIgnore);
+  EXPECT_EQ(ErrorOf(p.status()), "x: required field is missing");
+}
+
+TEST(JsonDecodeTest, FractionalNumberIsNotAnInteger) {
+  absl::StatusOr<Point> p = DecodeJson<Point>(Json::parse(R"({"x": 2.5})"), UnknownFields::kIgnore);
+  EXPECT_EQ(ErrorOf(p.status()), "x: expected an integer, got number 2.5");
+  p = DecodeJson<Point>(Json::parse(R"({"x": 2.0})"), UnknownFields::kIgnore);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->x, 2);
+}
+
+TEST(JsonDecodeTest, Int32OverflowIsAnError) {
+  absl::StatusOr<Point> p =
+      DecodeJson<Point>(Json::parse(R"({"x": 4294967296})"), UnknownFields::kIgnore);
+  EXPECT_EQ(ErrorOf(p.status()), "x: 4294967296 does not fit in a 32-bit integer");
+}
+
+TEST(JsonDecodeTest, DottedKeysAreQuotedInPaths) {
+  std::map<std::string, Point> m;
+  absl::Status s = Decode(DecodeContext(UnknownFields::kReject, "attributes"),
+                          Json::parse(R"({"gpu.tessera.dev/uuid": {"x": true}})"), &m);
+  EXPECT_EQ(ErrorOf(s), "attributes[\"gpu.tessera.dev/uuid\"].x: expected an integer, got boolean true");
+}
+
+TEST(JsonDecodeTest, ParseJsonRejectsDuplicateKeys) {
+  absl::StatusOr<Json> j = ParseJson(R"({"a": {"b": 1, "b": 2}})");
+  ASSERT_FALSE(j.ok());
+  EXPECT_THAT(ErrorOf(j.status()), HasSubstr("duplicate field \"b\""));
+}
+
+TEST(JsonDecodeTest, ParseJsonReportsSyntaxErrors) {
+  absl::StatusOr<Json> j = ParseJson(R"({"a": )");
+  ASSERT_FALSE(j.ok());
+  EXPECT_THAT(ErrorOf(j.status()), HasSubstr("invalid JSON"));
+}
+
+TEST(JsonDecodeTest, ChoiceListsAllowedValues) {
+  absl::StatusOr<size_t> i =
+      DecodeChoice(DecodeContext(UnknownFields::kReject, "mode"), Json("MIG"), {"whole", "mps"});
+  EXPECT_EQ(ErrorOf(i.status()), "mode: unknown value \"MIG\" (allowed: whole, mps)");
+}
+
+TEST(YamlTest, TypesScalarsLikeKubernetes) {
+  absl::StatusOr<Json> j = ParseYaml(
+      "a: 1\nb: \"1\"\nc: true\nd: '8Gi'\ne: ~\nf: 2.5\ng: text\nh: [x, 2]\n");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(*j, Json::parse(
+                    R"({"a": 1, "b": "1", "c": true, "d": "8Gi", "e": null, "f": 2.5, "g": "text", "h": ["x", 2]})"));
+}
+
+TEST(YamlTest, RejectsDuplicateKeysWithLine) {
+  absl::StatusOr<Json> j = ParseYaml("a: 1\nb: 2\na: 3\n");
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(ErrorOf(j.status()), "invalid YAML at line 3: duplicate field \"a\"");
+}
+
+TEST(YamlTest, EmitsYamlThatReadsBackToTheSameJson) {
+  Json in = Json::parse(
+      R"({"s": "100", "t": "true", "n": 3, "b": false, "list": [{"k": "v"}], "empty": "", "q": "8Gi"})");
+  absl::StatusOr<Json> back = ParseYaml(ToYaml(in));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, in);
+}
+
+TEST(YamlTest, SplitsMultiDocumentStreams) {
+  absl::StatusOr<std::vector<Json>> docs = ParseYamlDocuments("a: 1\n---\n---\nb: 2\n");
+  ASSERT_TRUE(docs.ok());
+  ASSERT_EQ(docs->size(), 2u);
+  EXPECT_EQ((*docs)[1]["b"], 2);
+}
+
+}  // namespace
+}  // namespace tessera::api
