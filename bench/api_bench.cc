@@ -32,18 +32,20 @@ Json SixtyFourDeviceSlice() {
   for (int i = 0; i < 64; ++i) {
     Json counters = Json::object();
     for (int s = 0; s < 8; ++s) counters["memory-slice-" + std::to_string(s)] = {{"value", "1"}};
-    devices.push_back({{"name", "gpu-" + std::to_string(i / 8) + "-mig-1g10gb-p" + std::to_string(i % 8)},
-                       {"attributes", {{"type", {{"string", "mig"}}}, {"profile", {{"string", "1g.10gb"}}}}},
-                       {"capacity", {{"memory", {{"value", "9856Mi"}}}}},
-                       {"consumesCounters", {{{"counterSet", "gpu-0-counters"}, {"counters", counters}}}}});
+    devices.push_back(
+        {{"name", "gpu-" + std::to_string(i / 8) + "-mig-1g10gb-p" + std::to_string(i % 8)},
+         {"attributes", {{"type", {{"string", "mig"}}}, {"profile", {{"string", "1g.10gb"}}}}},
+         {"capacity", {{"memory", {{"value", "9856Mi"}}}}},
+         {"consumesCounters", {{{"counterSet", "gpu-0-counters"}, {"counters", counters}}}}});
   }
   return {{"apiVersion", "resource.k8s.io/v1"},
           {"kind", "ResourceSlice"},
           {"metadata", {{"name", "s"}}},
-          {"spec", {{"driver", "gpu.tessera.dev"},
-                    {"pool", {{"name", "n"}, {"generation", 1}, {"resourceSliceCount", 1}}},
-                    {"nodeName", "n"},
-                    {"devices", devices}}}};
+          {"spec",
+           {{"driver", "gpu.tessera.dev"},
+            {"pool", {{"name", "n"}, {"generation", 1}, {"resourceSliceCount", 1}}},
+            {"nodeName", "n"},
+            {"devices", devices}}}};
 }
 
 void BM_DecodeResourceSlice64(benchmark::State& state) {

@@ -1,5 +1,5 @@
-// tessera-controller: publishes each node's ResourceSlices from its GpuInventory and GpuPartitionPolicy.
-// Today it validates configuration files; serving arrives with issue #7.
+// tessera-controller: publishes each node's ResourceSlices from its GpuInventory and
+// GpuPartitionPolicy. Today it validates configuration files; serving arrives with issue #7.
 #include <iostream>
 
 #include "CLI/CLI.hpp"

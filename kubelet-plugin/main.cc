@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!validate.empty()) return tessera::tools::ValidateFiles(validate, std::cout, std::cerr);
-  std::cerr << "tessera-kubelet-plugin: serving is not implemented yet; use --validate or --version\n";
+  std::cerr
+      << "tessera-kubelet-plugin: serving is not implemented yet; use --validate or --version\n";
   return 2;
 }

@@ -6,13 +6,11 @@
 namespace tessera::api {
 namespace {
 
-constexpr std::array<std::string_view, 3> kHealthStates = {"Healthy", "Unhealthy",
-                                                                    "Unknown"};
-constexpr std::array<std::string_view, 5> kModes = {"whole", "mig-dynamic", "mig-static",
-                                                             "mps", "timeslice"};
+constexpr std::array<std::string_view, 3> kHealthStates = {"Healthy", "Unhealthy", "Unknown"};
+constexpr std::array<std::string_view, 5> kModes = {"whole", "mig-dynamic", "mig-static", "mps",
+                                                    "timeslice"};
 constexpr std::array<std::string_view, 2> kStrategies = {"TimeSlicing", "MPS"};
-constexpr std::array<std::string_view, 4> kIntervals = {"Default", "Short", "Medium",
-                                                                 "Long"};
+constexpr std::array<std::string_view, 4> kIntervals = {"Default", "Short", "Medium", "Long"};
 constexpr int32_t kMaxMemorySlices = 8;
 constexpr int32_t kMaxMigInstances = 7;
 constexpr int32_t kMaxGpuIndex = 63;
@@ -66,7 +64,7 @@ auto Names(std::vector<std::string>* out, std::string_view what) {
     for (size_t i = 0; i < out->size(); ++i) {
       if (!IsModelName((*out)[i])) {
         return c.Index(i).Error(StrCat("\"", (*out)[i], "\" is not a valid ", what,
-                                             " (lowercase letters, digits, '.', '-')"));
+                                       " (lowercase letters, digits, '.', '-')"));
       }
     }
     return absl::OkStatus();
@@ -80,13 +78,9 @@ absl::StatusOr<T> ParseStrict(const Json& in) {
 
 }  // namespace
 
-std::string_view ToString(HealthState state) {
-  return kHealthStates[static_cast<size_t>(state)];
-}
+std::string_view ToString(HealthState state) { return kHealthStates[static_cast<size_t>(state)]; }
 
-std::string_view ToString(PartitionMode mode) {
-  return kModes[static_cast<size_t>(mode)];
-}
+std::string_view ToString(PartitionMode mode) { return kModes[static_cast<size_t>(mode)]; }
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, Placement* out) {
   ObjectDecoder d(ctx, in);
@@ -94,14 +88,12 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, Placement* out) {
   d.RequiredWith("size", Range(&out->size, 1, kMaxMemorySlices));
   if (d.ok() && out->start + out->size > kMaxMemorySlices) {
     d.Fail(ctx.Error(StrCat("placement {start: ", out->start, ", size: ", out->size,
-                                  "} ends past memory slice ", kMaxMemorySlices - 1)));
+                            "} ends past memory slice ", kMaxMemorySlices - 1)));
   }
   return d.Finish();
 }
 
-void to_json(Json& out, const Placement& in) {
-  out = Json{{"start", in.start}, {"size", in.size}};
-}
+void to_json(Json& out, const Placement& in) { out = Json{{"start", in.start}, {"size", in.size}}; }
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, MigProfileInfo* out) {
   ObjectDecoder d(ctx, in);
@@ -293,9 +285,10 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, GpuInventory* out)
   d.Required("spec", &out->spec);
   d.Optional("status", &out->status);
   if (d.ok() && !out->metadata.name.empty() && out->metadata.name != out->spec.node_name) {
-    d.Fail(ctx.Field("spec").Field("nodeName").Error(
-        StrCat("\"", out->spec.node_name, "\" must equal metadata.name \"",
-                     out->metadata.name, "\" (one inventory per node, named after it)")));
+    d.Fail(ctx.Field("spec")
+               .Field("nodeName")
+               .Error(StrCat("\"", out->spec.node_name, "\" must equal metadata.name \"",
+                             out->metadata.name, "\" (one inventory per node, named after it)")));
   }
   return d.Finish();
 }
@@ -341,7 +334,7 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, MigStaticLayout* o
     if (absl::Status s = Names(&out->profiles, "MIG profile name")(c, v); !s.ok()) return s;
     if (out->profiles.empty() || out->profiles.size() > kMaxMigInstances) {
       return c.Error(StrCat(out->profiles.size(), " instances is not allowed (allowed: 1..",
-                                  kMaxMigInstances, ")"));
+                            kMaxMigInstances, ")"));
     }
     return absl::OkStatus();
   });
@@ -358,7 +351,7 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, ShareLimits* out) 
     if (absl::Status s = Decode(c, v, &q); !s.ok()) return s;
     if (q <= Quantity() || !q.ToInt64()) {
       return c.Error(StrCat("\"", q.ToString(),
-                                  "\" is not allowed (must be a positive whole number of bytes)"));
+                            "\" is not allowed (must be a positive whole number of bytes)"));
     }
     out->min_memory = q;
     return absl::OkStatus();
@@ -396,8 +389,8 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, GpuPolicy* out) {
   const bool mig = mode == PartitionMode::kMigDynamic || mode == PartitionMode::kMigStatic;
   auto only = [&](bool present, bool allowed, std::string_view field, std::string_view modes) {
     if (present && !allowed) {
-      d.Fail(ctx.Field(field).Error(StrCat("not allowed with mode ", ToString(mode),
-                                                 " (only with ", modes, ")")));
+      d.Fail(ctx.Field(field).Error(
+          StrCat("not allowed with mode ", ToString(mode), " (only with ", modes, ")")));
     }
   };
   if (mode == PartitionMode::kMigStatic && !out->mig_static) {
@@ -411,8 +404,8 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, GpuPolicy* out) {
        mode == PartitionMode::kMps || mode == PartitionMode::kTimeSlice ||
            out->instance_sharing.has_value(),
        "shares", "mps, timeslice, or a mig mode with instanceSharing");
-  only(out->time_slice_interval.has_value(), mode == PartitionMode::kTimeSlice,
-       "timeSliceInterval", "timeslice");
+  only(out->time_slice_interval.has_value(), mode == PartitionMode::kTimeSlice, "timeSliceInterval",
+       "timeslice");
   return d.Finish();
 }
 

@@ -32,10 +32,11 @@ Json Enum(std::initializer_list<std::string_view> values, std::string_view descr
 
 // The API server's own shape for resource.Quantity fields.
 Json Qty(std::string_view description = "") {
-  Json s = {{"anyOf", Json::array({{{"type", "integer"}}, {{"type", "string"}}})},
-            {"pattern",
-             R"(^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$)"},
-            {"x-kubernetes-int-or-string", true}};
+  Json s = {
+      {"anyOf", Json::array({{{"type", "integer"}}, {{"type", "string"}}})},
+      {"pattern",
+       R"(^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$)"},
+      {"x-kubernetes-int-or-string", true}};
   if (!description.empty()) s["description"] = description;
   return s;
 }
@@ -79,9 +80,9 @@ Json ClaimReferenceSchema() {
 }
 
 Json PlacementSchema() {
-  return Obj({{"start", Int(0, 7, "first memory slice")},
-              {"size", Int(1, 8, "number of memory slices")}},
-             {"start", "size"});
+  return Obj(
+      {{"start", Int(0, 7, "first memory slice")}, {"size", Int(1, 8, "number of memory slices")}},
+      {"start", "size"});
 }
 
 Json GpuInventorySchema() {
@@ -99,14 +100,15 @@ Json GpuInventorySchema() {
                       {"ofaEngines", Int(0, 64)},
                       {"placements", Arr(PlacementSchema())}},
                      {"name", "profileID", "computeSlices", "memorySlices", "memory", "maxCount"});
-  Json instance = Obj({{"profile", Str()},
-                       {"placement", PlacementSchema()},
-                       {"gpuInstanceID", Int(0, 255)},
-                       {"computeInstanceID", Int(0, 255)},
-                       {"uuid", Str()},
-                       {"ownerClaim", ClaimReferenceSchema()},
-                       {"createdByTessera", Bool("only instances tessera created are ever destroyed by it")}},
-                      {"profile", "placement", "gpuInstanceID"});
+  Json instance =
+      Obj({{"profile", Str()},
+           {"placement", PlacementSchema()},
+           {"gpuInstanceID", Int(0, 255)},
+           {"computeInstanceID", Int(0, 255)},
+           {"uuid", Str()},
+           {"ownerClaim", ClaimReferenceSchema()},
+           {"createdByTessera", Bool("only instances tessera created are ever destroyed by it")}},
+          {"profile", "placement", "gpuInstanceID"});
   Json share = Obj({{"device", Str()},
                     {"strategy", Enum({"TimeSlicing", "MPS"})},
                     {"claim", ClaimReferenceSchema()},
@@ -137,8 +139,11 @@ Json GpuInventorySchema() {
   Json status = Obj({{"heartbeatTime", Str("renewed by the node's kubelet plugin")},
                      {"pluginVersion", Str()},
                      {"conditions", Arr(ConditionSchema())}});
-  return Obj({{"apiVersion", Str()}, {"kind", Str()}, {"metadata", {{"type", "object"}}},
-              {"spec", spec}, {"status", status}},
+  return Obj({{"apiVersion", Str()},
+              {"kind", Str()},
+              {"metadata", {{"type", "object"}}},
+              {"spec", spec},
+              {"status", status}},
              {"spec"}, "The GPUs of one node as its tessera kubelet plugin discovered them.");
 }
 
@@ -150,15 +155,16 @@ Json GpuPartitionPolicySchema() {
   Json selector = Obj({{"matchLabels", {{"type", "object"}, {"additionalProperties", Str()}}},
                        {"matchExpressions", Arr(requirement)}},
                       {}, "which nodes this policy applies to; empty selects every node");
-  Json match = Obj({{"models", Arr(Name("GPU model, e.g. a100-40gb"))},
-                    {"indices", Arr(Int(0, 63))}},
-                   {}, "which GPUs of a node; empty matches all");
-  Json layout = Obj({{"profiles", [] {
-                       Json a = Arr(Name("MIG profile name"));
-                       a["minItems"] = 1;
-                       a["maxItems"] = 7;
-                       return a;
-                     }()}},
+  Json match =
+      Obj({{"models", Arr(Name("GPU model, e.g. a100-40gb"))}, {"indices", Arr(Int(0, 63))}}, {},
+          "which GPUs of a node; empty matches all");
+  Json layout = Obj({{"profiles",
+                      [] {
+                        Json a = Arr(Name("MIG profile name"));
+                        a["minItems"] = 1;
+                        a["maxItems"] = 7;
+                        return a;
+                      }()}},
                     {"profiles"});
   Json shares = Obj({{"maxShares", Int(0, 128, "0: unlimited with consumable capacity")},
                      {"minMemory", Qty()},
@@ -178,8 +184,11 @@ Json GpuPartitionPolicySchema() {
                      {"conditions", Arr(ConditionSchema())},
                      {"selectedNodes", Int(0, INT32_MAX)},
                      {"conflictingPolicies", Arr(Str())}});
-  return Obj({{"apiVersion", Str()}, {"kind", Str()}, {"metadata", {{"type", "object"}}},
-              {"spec", spec}, {"status", status}},
+  return Obj({{"apiVersion", Str()},
+              {"kind", Str()},
+              {"metadata", {{"type", "object"}}},
+              {"spec", spec},
+              {"status", status}},
              {"spec"}, "How the GPUs of the selected nodes are partitioned.");
 }
 
@@ -200,9 +209,10 @@ Json PrinterColumns(std::string_view kind) {
                         column("Heartbeat", "date", ".status.heartbeatTime"),
                         column("Age", "date", ".metadata.creationTimestamp")});
   }
-  return Json::array({column("Nodes", "integer", ".status.selectedNodes"),
-                      column("Accepted", "string", ".status.conditions[?(@.type==\"Accepted\")].status"),
-                      column("Age", "date", ".metadata.creationTimestamp")});
+  return Json::array(
+      {column("Nodes", "integer", ".status.selectedNodes"),
+       column("Accepted", "string", ".status.conditions[?(@.type==\"Accepted\")].status"),
+       column("Age", "date", ".metadata.creationTimestamp")});
 }
 
 }  // namespace

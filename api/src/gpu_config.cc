@@ -8,8 +8,7 @@ namespace tessera::api {
 namespace {
 
 constexpr std::array<std::string_view, 2> kStrategies = {"TimeSlicing", "MPS"};
-constexpr std::array<std::string_view, 4> kIntervals = {"Default", "Short", "Medium",
-                                                                 "Long"};
+constexpr std::array<std::string_view, 4> kIntervals = {"Default", "Short", "Medium", "Long"};
 
 void DecodeLimits(ObjectDecoder& d, MpsLimits* out) {
   d.OptionalWith("activeThreadPercentage", [&](const DecodeContext& c, const Json& v) {
@@ -23,8 +22,8 @@ void DecodeLimits(ObjectDecoder& d, MpsLimits* out) {
     if (absl::Status s = Decode(c, v, &limit); !s.ok()) return s;
     if (limit <= Quantity() || !limit.ToInt64().has_value()) {
       return c.Error(StrCat("\"", limit.ToString(),
-                                  "\" is not allowed (must be a positive whole number of bytes, "
-                                  "e.g. \"8Gi\")"));
+                            "\" is not allowed (must be a positive whole number of bytes, "
+                            "e.g. \"8Gi\")"));
     }
     out->pinned_device_memory_limit = limit;
     return absl::OkStatus();
@@ -65,7 +64,7 @@ absl::Status DecodeSharing(const DecodeContext& ctx, const Json& in, Sharing* ou
   d.OptionalWith("timeSlicing", [&](const DecodeContext& c, const Json& v) {
     if (out->strategy != SharingStrategy::kTimeSlicing) {
       return c.Error(StrCat("only allowed with strategy TimeSlicing (strategy is ",
-                                  ToString(out->strategy), ")"));
+                            ToString(out->strategy), ")"));
     }
     ObjectDecoder t(c, v);
     TimeSlicingSettings settings;
@@ -80,8 +79,8 @@ absl::Status DecodeSharing(const DecodeContext& ctx, const Json& in, Sharing* ou
   });
   d.OptionalWith("mps", [&](const DecodeContext& c, const Json& v) {
     if (out->strategy != SharingStrategy::kMps) {
-      return c.Error(StrCat("only allowed with strategy MPS (strategy is ",
-                                  ToString(out->strategy), ")"));
+      return c.Error(
+          StrCat("only allowed with strategy MPS (strategy is ", ToString(out->strategy), ")"));
     }
     MpsSettings mps;
     if (absl::Status s = DecodeMps(c, v, &mps); !s.ok()) return s;
@@ -94,7 +93,8 @@ absl::Status DecodeSharing(const DecodeContext& ctx, const Json& in, Sharing* ou
 Json LimitsJson(const MpsLimits& in) {
   Json out = Json::object();
   if (in.active_thread_percentage) out["activeThreadPercentage"] = *in.active_thread_percentage;
-  if (in.pinned_device_memory_limit) out["pinnedDeviceMemoryLimit"] = *in.pinned_device_memory_limit;
+  if (in.pinned_device_memory_limit)
+    out["pinnedDeviceMemoryLimit"] = *in.pinned_device_memory_limit;
   return out;
 }
 
@@ -142,13 +142,16 @@ absl::Status Decode(const DecodeContext& parent, const Json& in, GpuConfig* out)
   d.OptionalWith("sharing", [&](const DecodeContext& c, const Json& v) {
     Sharing sharing;
     if (absl::Status s = DecodeSharing(c, v, &sharing); !s.ok()) return s;
-    // The time-slice interval is a property of the physical GPU; a MIG instance cannot have its own.
+    // The time-slice interval is a property of the physical GPU; a MIG instance cannot have its
+    // own.
     if (out->kind == ConfigKind::kMigConfig && sharing.time_slicing &&
         sharing.time_slicing->interval.value_or(TimeSliceInterval::kDefault) !=
             TimeSliceInterval::kDefault) {
-      return c.Field("timeSlicing").Field("interval").Error(StrCat(
-          "\"", ToString(*sharing.time_slicing->interval),
-          "\" is not allowed for a MigConfig (allowed: Default; the interval applies to a whole GPU)"));
+      return c.Field("timeSlicing")
+          .Field("interval")
+          .Error(StrCat("\"", ToString(*sharing.time_slicing->interval),
+                        "\" is not allowed for a MigConfig (allowed: Default; the interval applies "
+                        "to a whole GPU)"));
     }
     out->sharing = std::move(sharing);
     return absl::OkStatus();
@@ -190,7 +193,8 @@ void ApplyDefaults(GpuConfig* config) {
   switch (sharing.strategy) {
     case SharingStrategy::kTimeSlicing:
       if (!sharing.time_slicing) sharing.time_slicing.emplace();
-      if (!sharing.time_slicing->interval) sharing.time_slicing->interval = TimeSliceInterval::kDefault;
+      if (!sharing.time_slicing->interval)
+        sharing.time_slicing->interval = TimeSliceInterval::kDefault;
       break;
     case SharingStrategy::kMps:
       if (!sharing.mps) sharing.mps.emplace();

@@ -12,8 +12,8 @@ constexpr size_t kMaxDescribed = 64;
 bool IsIdentifier(std::string_view name) {
   if (name.empty()) return false;
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!ok) return false;
   }
   return true;
@@ -77,8 +77,8 @@ absl::StatusOr<Json> ParseJson(std::string_view text) {
         if (!open_objects.empty()) open_objects.pop_back();
         break;
       case Json::parse_event_t::key:
-        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second &&
-            duplicate.empty()) {
+        if (!open_objects.empty() &&
+            !open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
           duplicate = parsed.get<std::string>();
         }
         break;
@@ -151,8 +151,8 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, Quantity* out) {
   } else if (in.is_number()) {
     text = in.dump();
   } else {
-    return ctx.Error(StrCat("expected a quantity such as \"40Gi\" or \"100m\", got ",
-                                  Describe(in)));
+    return ctx.Error(
+        StrCat("expected a quantity such as \"40Gi\" or \"100m\", got ", Describe(in)));
   }
   absl::StatusOr<Quantity> q = Quantity::Parse(text);
   if (!q.ok()) return ctx.Error(std::string(q.status().message()));
@@ -175,8 +175,8 @@ absl::StatusOr<size_t> DecodeChoice(const DecodeContext& ctx, const Json& in,
     if (candidate == value) return index;
     ++index;
   }
-  return ctx.Error(StrCat("unknown value ", Describe(in),
-                                " (allowed: ", StrJoin(allowed, ", "), ")"));
+  return ctx.Error(
+      StrCat("unknown value ", Describe(in), " (allowed: ", StrJoin(allowed, ", "), ")"));
 }
 
 absl::Status DecodeInRange(const DecodeContext& ctx, const Json& in, int64_t min, int64_t max,
@@ -207,8 +207,7 @@ absl::Status ObjectDecoder::Finish() {
   if (!status_.ok() || ctx_.unknown_fields() == UnknownFields::kIgnore) return status_;
   for (const auto& [key, value] : in_.items()) {
     if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
-      return ctx_.Field(key).Error(
-          StrCat("unknown field (allowed: ", StrJoin(known_, ", "), ")"));
+      return ctx_.Field(key).Error(StrCat("unknown field (allowed: ", StrJoin(known_, ", "), ")"));
     }
   }
   return absl::OkStatus();

@@ -244,12 +244,13 @@ void ExpectTypeMeta(ObjectDecoder& d, const Json& in, std::string_view api_versi
   d.Ignore("apiVersion");
   d.Ignore("kind");
   if (!d.ok() || !in.is_object()) return;
-  for (const auto& [field, want] : {std::pair{"apiVersion", api_version}, std::pair{"kind", kind}}) {
+  for (const auto& [field, want] :
+       {std::pair{"apiVersion", api_version}, std::pair{"kind", kind}}) {
     auto it = in.find(field);
     if (it == in.end()) continue;
     if (!it->is_string() || it->get<std::string>() != want) {
-      d.Fail(d.context().Field(field).Error(
-          StrCat("expected \"", want, "\", got ", Describe(*it))));
+      d.Fail(
+          d.context().Field(field).Error(StrCat("expected \"", want, "\", got ", Describe(*it))));
       return;
     }
   }

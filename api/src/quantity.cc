@@ -28,10 +28,9 @@ struct ParsedText {
 };
 
 absl::Status FormatError(std::string_view text, std::string_view why) {
-  return absl::InvalidArgumentError(
-      StrCat("invalid quantity \"", text, "\": ", why,
-                   " (expected [+-]digits[.digits][suffix], suffix one of ", kAllowedSuffixes,
-                   ")"));
+  return absl::InvalidArgumentError(StrCat("invalid quantity \"", text, "\": ", why,
+                                           " (expected [+-]digits[.digits][suffix], suffix one of ",
+                                           kAllowedSuffixes, ")"));
 }
 
 // The grammar of apimachinery's parseQuantityString, quirks included ("1.G" is accepted).
@@ -58,7 +57,8 @@ absl::StatusOr<ParsedText> SplitText(std::string_view s) {
     p.denom = s.substr(start, pos - start);
   }
   size_t suffix_start = pos;
-  while (pos < s.size() && std::string_view("eEinumkKMGTP").find(s[pos]) != std::string_view::npos) {
+  while (pos < s.size() &&
+         std::string_view("eEinumkKMGTP").find(s[pos]) != std::string_view::npos) {
     ++pos;
   }
   if (pos < s.size() && (s[pos] == '-' || s[pos] == '+')) ++pos;
@@ -79,14 +79,22 @@ struct Suffix {
 std::optional<Suffix> InterpretSuffix(std::string_view s) {
   using F = Quantity::Format;
   static constexpr std::array<std::pair<std::string_view, Suffix>, 16> kTable = {{
-      {"", {10, 0, F::kDecimalSI}},   {"n", {10, -9, F::kDecimalSI}},
-      {"u", {10, -6, F::kDecimalSI}}, {"m", {10, -3, F::kDecimalSI}},
-      {"k", {10, 3, F::kDecimalSI}},  {"M", {10, 6, F::kDecimalSI}},
-      {"G", {10, 9, F::kDecimalSI}},  {"T", {10, 12, F::kDecimalSI}},
-      {"P", {10, 15, F::kDecimalSI}}, {"E", {10, 18, F::kDecimalSI}},
-      {"Ki", {2, 10, F::kBinarySI}},  {"Mi", {2, 20, F::kBinarySI}},
-      {"Gi", {2, 30, F::kBinarySI}},  {"Ti", {2, 40, F::kBinarySI}},
-      {"Pi", {2, 50, F::kBinarySI}},  {"Ei", {2, 60, F::kBinarySI}},
+      {"", {10, 0, F::kDecimalSI}},
+      {"n", {10, -9, F::kDecimalSI}},
+      {"u", {10, -6, F::kDecimalSI}},
+      {"m", {10, -3, F::kDecimalSI}},
+      {"k", {10, 3, F::kDecimalSI}},
+      {"M", {10, 6, F::kDecimalSI}},
+      {"G", {10, 9, F::kDecimalSI}},
+      {"T", {10, 12, F::kDecimalSI}},
+      {"P", {10, 15, F::kDecimalSI}},
+      {"E", {10, 18, F::kDecimalSI}},
+      {"Ki", {2, 10, F::kBinarySI}},
+      {"Mi", {2, 20, F::kBinarySI}},
+      {"Gi", {2, 30, F::kBinarySI}},
+      {"Ti", {2, 40, F::kBinarySI}},
+      {"Pi", {2, 50, F::kBinarySI}},
+      {"Ei", {2, 60, F::kBinarySI}},
   }};
   for (const auto& [name, suffix] : kTable) {
     if (name == s) return suffix;
@@ -219,8 +227,7 @@ Quantity Quantity::FromInt64(int64_t value, Format format) {
   Quantity q;
   q.format_ = format;
   q.negative_ = value < 0;
-  uint64_t magnitude =
-      value < 0 ? ~static_cast<uint64_t>(value) + 1 : static_cast<uint64_t>(value);
+  uint64_t magnitude = value < 0 ? ~static_cast<uint64_t>(value) + 1 : static_cast<uint64_t>(value);
   q.digits_ = magnitude == 0 ? "" : std::to_string(magnitude);
   q.Normalize();
   return q;
@@ -293,9 +300,7 @@ std::strong_ordering Quantity::operator<=>(const Quantity& other) const {
   return 0 <=> m;
 }
 
-std::string Quantity::ToString() const {
-  return verbatim_.empty() ? CanonicalString() : verbatim_;
-}
+std::string Quantity::ToString() const { return verbatim_.empty() ? CanonicalString() : verbatim_; }
 
 std::string Quantity::CanonicalString() const {
   if (IsZero()) return "0";
@@ -330,10 +335,13 @@ std::string Quantity::CanonicalString() const {
   static constexpr std::array<std::string_view, 10> kDecimal = {"n", "u", "m", "",  "k",
                                                                 "M", "G", "T", "P", "E"};
   int32_t index = exponent / 3 + 3;
-  // Like the server, an exponent without an SI suffix (beyond E) prints no suffix at all.
-  std::string_view suffix =
-      index >= 0 && index < static_cast<int32_t>(kDecimal.size()) ? kDecimal[index] : "";
-  return StrCat(sign, digits, suffix);
+  if (index >= static_cast<int32_t>(kDecimal.size())) {
+    // Beyond E there is no SI suffix. apimachinery then prints the mantissa with no suffix at
+    // all, silently dividing the value by 10^exponent ("9000E" -> "9"); we keep the value and
+    // print the exponent instead (docs/api.md, "Quantities").
+    return StrCat(sign, digits, "e", exponent);
+  }
+  return StrCat(sign, digits, kDecimal[index]);
 }
 
 }  // namespace tessera::api

@@ -156,10 +156,8 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, DeviceClaimConfigu
 }
 
 void to_json(Json& out, const DeviceClaimConfiguration& in) {
-  out = ObjectEncoder()
-            .SetNonEmpty("requests", in.requests)
-            .SetOptional("opaque", in.opaque)
-            .Build();
+  out =
+      ObjectEncoder().SetNonEmpty("requests", in.requests).SetOptional("opaque", in.opaque).Build();
 }
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, DeviceClaim* out) {
@@ -246,10 +244,7 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, DeviceAllocationRe
 }
 
 void to_json(Json& out, const DeviceAllocationResult& in) {
-  out = ObjectEncoder()
-            .SetNonEmpty("results", in.results)
-            .SetNonEmpty("config", in.config)
-            .Build();
+  out = ObjectEncoder().SetNonEmpty("results", in.results).SetNonEmpty("config", in.config).Build();
 }
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, AllocationResult* out) {

@@ -14,7 +14,7 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, DeviceAttribute* o
               out->string_value.has_value() + out->version_value.has_value();
     if (set != 1) {
       d.Fail(ctx.Error(StrCat("exactly one of int, bool, string, version must be set, got ",
-                                    set == 0 ? "none" : Describe(in))));
+                              set == 0 ? "none" : Describe(in))));
     }
   }
   return d.Finish();
@@ -72,7 +72,10 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, DeviceCapacity* ou
 }
 
 void to_json(Json& out, const DeviceCapacity& in) {
-  out = ObjectEncoder().Set("value", in.value).SetOptional("requestPolicy", in.request_policy).Build();
+  out = ObjectEncoder()
+            .Set("value", in.value)
+            .SetOptional("requestPolicy", in.request_policy)
+            .Build();
 }
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, Counter* out) {

@@ -2,10 +2,10 @@
 
 #include <functional>
 
-#include "tessera/api/strings.h"
 #include "tessera/api/crd.h"
 #include "tessera/api/gpu_config.h"
 #include "tessera/api/resource.h"
+#include "tessera/api/strings.h"
 
 namespace tessera::api {
 namespace {
@@ -72,8 +72,7 @@ absl::StatusOr<Json> ValidateDocument(const Json& doc) {
   }
   return absl::InvalidArgumentError(
       StrCat("apiVersion \"", api_version, "\" kind \"", kind,
-                   "\" is not a kind tessera reads (allowed: ",
-                   StrJoin(ValidatableKinds(), ", "), ")"));
+             "\" is not a kind tessera reads (allowed: ", StrJoin(ValidatableKinds(), ", "), ")"));
 }
 
 }  // namespace tessera::api

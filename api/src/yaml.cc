@@ -18,11 +18,14 @@ bool LooksLikeFloat(const std::string& s) {
   return std::regex_match(s, kFloat);
 }
 
-bool IsNullWord(const std::string& s) { return s == "null" || s == "Null" || s == "NULL" || s == "~"; }
+bool IsNullWord(const std::string& s) {
+  return s == "null" || s == "Null" || s == "NULL" || s == "~";
+}
 bool IsTrueWord(const std::string& s) { return s == "true" || s == "True" || s == "TRUE"; }
 bool IsFalseWord(const std::string& s) { return s == "false" || s == "False" || s == "FALSE"; }
 
-absl::StatusOr<Json> ToJson(const YAML::Node& node) {
+// line_offset: the line of the document's first line in the whole file, minus one.
+absl::StatusOr<Json> ToJson(const YAML::Node& node, int line_offset) {
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -45,7 +48,7 @@ absl::StatusOr<Json> ToJson(const YAML::Node& node) {
     case YAML::NodeType::Sequence: {
       Json out = Json::array();
       for (const YAML::Node& item : node) {
-        absl::StatusOr<Json> v = ToJson(item);
+        absl::StatusOr<Json> v = ToJson(item, line_offset);
         if (!v.ok()) return v.status();
         out.push_back(*std::move(v));
       }
@@ -55,16 +58,17 @@ absl::StatusOr<Json> ToJson(const YAML::Node& node) {
       Json out = Json::object();
       for (const auto& entry : node) {
         if (!entry.first.IsScalar()) {
-          return absl::InvalidArgumentError(StrCat(
-              "invalid YAML at line ", entry.first.Mark().line + 1, ": keys must be scalars"));
+          return absl::InvalidArgumentError(StrCat("invalid YAML at line ",
+                                                   line_offset + entry.first.Mark().line + 1,
+                                                   ": keys must be scalars"));
         }
         const std::string& key = entry.first.Scalar();
         if (out.contains(key)) {
           return absl::InvalidArgumentError(StrCat("invalid YAML at line ",
-                                                         entry.first.Mark().line + 1,
-                                                         ": duplicate field \"", key, "\""));
+                                                   line_offset + entry.first.Mark().line + 1,
+                                                   ": duplicate field \"", key, "\""));
         }
-        absl::StatusOr<Json> v = ToJson(entry.second);
+        absl::StatusOr<Json> v = ToJson(entry.second, line_offset);
         if (!v.ok()) return v.status();
         out[key] = *std::move(v);
       }
@@ -116,20 +120,49 @@ void Emit(YAML::Emitter& out, const Json& value) {
 }  // namespace
 
 absl::StatusOr<std::vector<Json>> ParseYamlDocuments(std::string_view text) {
-  std::vector<YAML::Node> nodes;
-  try {
-    nodes = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(StrCat("invalid YAML at line ", e.mark.line + 1,
-                                                   ", column ", e.mark.column + 1, ": ", e.msg));
-  }
+  // Documents are split the way kubectl's YAML reader splits them (a line starting with "---",
+  // followed by nothing but blanks or a comment) and each is loaded on its own: yaml-cpp 0.7's
+  // LoadAll loops forever on some malformed input (found by fuzz_crd_yaml, e.g. " ,").
   std::vector<Json> out;
-  for (const YAML::Node& node : nodes) {
-    if (node.IsNull()) continue;
-    absl::StatusOr<Json> json = ToJson(node);
+  std::string document;
+  int first_line = 1;
+  int line_number = 0;
+  auto flush = [&]() -> absl::Status {
+    YAML::Node node;
+    try {
+      node = YAML::Load(document);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(StrCat("invalid YAML at line ", first_line + e.mark.line,
+                                               ", column ", e.mark.column + 1, ": ", e.msg));
+    }
+    document.clear();
+    if (node.IsNull()) return absl::OkStatus();
+    absl::StatusOr<Json> json = ToJson(node, first_line - 1);
     if (!json.ok()) return json.status();
     out.push_back(*std::move(json));
+    return absl::OkStatus();
+  };
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    ++line_number;
+    if (line.starts_with("---")) {
+      std::string_view rest = line.substr(3);
+      size_t content = rest.find_first_not_of(" \t\r");
+      if (content != std::string_view::npos && rest[content] != '#') {
+        return absl::InvalidArgumentError(
+            StrCat("invalid YAML at line ", line_number, ": only a comment may follow \"---\""));
+      }
+      if (absl::Status s = flush(); !s.ok()) return s;
+      first_line = line_number + 1;
+    } else {
+      document.append(line).push_back('\n');
+    }
+    pos = end + 1;
   }
+  if (absl::Status s = flush(); !s.ok()) return s;
   return out;
 }
 

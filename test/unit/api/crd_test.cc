@@ -102,7 +102,8 @@ TEST(GpuPartitionPolicyTest, MigStaticNeedsALayout) {
 
 TEST(GpuPartitionPolicyTest, LayoutOfEightInstancesIsRejected) {
   EXPECT_EQ(PolicyError([](Json& j) {
-              j["spec"]["gpus"][1]["migStatic"]["profiles"] = Json(std::vector<std::string>(8, "1g.5gb"));
+              j["spec"]["gpus"][1]["migStatic"]["profiles"] =
+                  Json(std::vector<std::string>(8, "1g.5gb"));
             }),
             "spec.gpus[1].migStatic.profiles: 8 instances is not allowed (allowed: 1..7)");
 }
@@ -110,7 +111,9 @@ TEST(GpuPartitionPolicyTest, LayoutOfEightInstancesIsRejected) {
 TEST(GpuPartitionPolicyTest, ModeSpecificFieldsAreRejectedElsewhere) {
   EXPECT_EQ(PolicyError([](Json& j) { j["spec"]["gpus"][2]["timeSliceInterval"] = "Long"; }),
             "spec.gpus[2].timeSliceInterval: not allowed with mode mps (only with timeslice)");
-  EXPECT_EQ(PolicyError([](Json& j) { j["spec"]["gpus"][0]["shares"] = {{"maxShares", 2}}; }),
+  EXPECT_EQ(PolicyError([](Json& j) {
+              j["spec"]["gpus"][0]["shares"] = {{"maxShares", 2}};
+            }),
             "spec.gpus[0].shares: not allowed with mode mig-dynamic (only with mps, timeslice, or "
             "a mig mode with instanceSharing)");
   EXPECT_EQ(PolicyError([](Json& j) { j["spec"]["gpus"][2]["instanceSharing"] = "MPS"; }),

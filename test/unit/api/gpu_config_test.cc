@@ -51,10 +51,12 @@ sharing: {strategy: MPS, mps: {perDevice: {GPU-abc: {pinnedDeviceMemoryLimit: 2G
 }
 
 TEST(GpuConfigTest, DefaultsAreAppliedInOnePlace) {
-  absl::StatusOr<GpuConfig> ts = ParseYamlConfig(std::string(kHeader) + "sharing: {strategy: TimeSlicing}\n");
+  absl::StatusOr<GpuConfig> ts =
+      ParseYamlConfig(std::string(kHeader) + "sharing: {strategy: TimeSlicing}\n");
   ASSERT_TRUE(ts.ok()) << ts.status();
   EXPECT_EQ(ts->sharing->time_slicing->interval, TimeSliceInterval::kDefault);
-  absl::StatusOr<GpuConfig> mps = ParseYamlConfig(std::string(kHeader) + "sharing: {strategy: MPS}\n");
+  absl::StatusOr<GpuConfig> mps =
+      ParseYamlConfig(std::string(kHeader) + "sharing: {strategy: MPS}\n");
   ASSERT_TRUE(mps.ok());
   EXPECT_EQ(mps->sharing->mps->active_thread_percentage, 100);
   EXPECT_FALSE(mps->sharing->mps->pinned_device_memory_limit.has_value());
@@ -64,8 +66,8 @@ TEST(GpuConfigTest, DefaultsAreAppliedInOnePlace) {
 }
 
 TEST(GpuConfigTest, EncodesBackToWhatWasWritten) {
-  std::string yaml = std::string(kHeader) +
-                     "sharing: {strategy: TimeSlicing, timeSlicing: {interval: Long}}\n";
+  std::string yaml =
+      std::string(kHeader) + "sharing: {strategy: TimeSlicing, timeSlicing: {interval: Long}}\n";
   GpuConfig c = *ParseYamlConfig(yaml);
   EXPECT_EQ(Json(c), *ParseYaml(yaml));
 }
@@ -100,16 +102,17 @@ INSTANTIATE_TEST_SUITE_P(
                    "parameters.kind: unknown value \"GPUConfig\" (allowed: GpuConfig, MigConfig)"},
         StrictCase{"MissingKind", "apiVersion: tessera.dev/v1alpha1\n",
                    "parameters.kind: required field is missing"},
-        StrictCase{"UnknownStrategy", std::string(kHeader) + "sharing: {strategy: Mps}\n",
-                   "parameters.sharing.strategy: unknown value \"Mps\" (allowed: TimeSlicing, MPS)"},
+        StrictCase{
+            "UnknownStrategy", std::string(kHeader) + "sharing: {strategy: Mps}\n",
+            "parameters.sharing.strategy: unknown value \"Mps\" (allowed: TimeSlicing, MPS)"},
         StrictCase{"MissingStrategy", std::string(kHeader) + "sharing: {}\n",
                    "parameters.sharing.strategy: required field is missing (allowed: "
                    "TimeSlicing, MPS)"},
-        StrictCase{"PercentOutOfRange",
-                   std::string(kHeader) +
-                       "sharing: {strategy: MPS, mps: {activeThreadPercentage: 150}}\n",
-                   "parameters.sharing.mps.activeThreadPercentage: 150 is out of range "
-                   "(allowed: 1..100)"},
+        StrictCase{
+            "PercentOutOfRange",
+            std::string(kHeader) + "sharing: {strategy: MPS, mps: {activeThreadPercentage: 150}}\n",
+            "parameters.sharing.mps.activeThreadPercentage: 150 is out of range "
+            "(allowed: 1..100)"},
         StrictCase{"PercentWrongType",
                    std::string(kHeader) +
                        "sharing: {strategy: MPS, mps: {activeThreadPercentage: \"50\"}}\n",
@@ -121,11 +124,11 @@ INSTANTIATE_TEST_SUITE_P(
                    "parameters.sharing.mps.pinnedDeviceMemoryLimit: invalid quantity \"8GB\": "
                    "unexpected character 'B' (expected [+-]digits[.digits][suffix], suffix one of "
                    "n, u, m, (none), k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei, or e<integer>)"},
-        StrictCase{"ZeroMemoryLimit",
-                   std::string(kHeader) +
-                       "sharing: {strategy: MPS, mps: {pinnedDeviceMemoryLimit: 0}}\n",
-                   "parameters.sharing.mps.pinnedDeviceMemoryLimit: \"0\" is not allowed (must "
-                   "be a positive whole number of bytes, e.g. \"8Gi\")"},
+        StrictCase{
+            "ZeroMemoryLimit",
+            std::string(kHeader) + "sharing: {strategy: MPS, mps: {pinnedDeviceMemoryLimit: 0}}\n",
+            "parameters.sharing.mps.pinnedDeviceMemoryLimit: \"0\" is not allowed (must "
+            "be a positive whole number of bytes, e.g. \"8Gi\")"},
         StrictCase{"FractionalByteLimit",
                    std::string(kHeader) +
                        "sharing: {strategy: MPS, mps: {pinnedDeviceMemoryLimit: 100m}}\n",
@@ -146,9 +149,8 @@ INSTANTIATE_TEST_SUITE_P(
                    "parameters.sharing.timeSlicing.interval: \"Long\" is not allowed for a "
                    "MigConfig (allowed: Default; the interval applies to a whole GPU)"},
         StrictCase{"PerDeviceBadPercent",
-                   std::string(kHeader) +
-                       "sharing: {strategy: MPS, mps: {perDevice: {gpu-1: "
-                       "{activeThreadPercentage: 0}}}}\n",
+                   std::string(kHeader) + "sharing: {strategy: MPS, mps: {perDevice: {gpu-1: "
+                                          "{activeThreadPercentage: 0}}}}\n",
                    "parameters.sharing.mps.perDevice[\"gpu-1\"].activeThreadPercentage: 0 is out "
                    "of range (allowed: 1..100)"},
         StrictCase{"NotAnObject", "[1, 2]", "parameters: expected an object, got list [1,2]"}),

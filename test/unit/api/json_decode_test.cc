@@ -25,9 +25,8 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, Point* out) {
 std::string ErrorOf(const absl::Status& s) { return std::string(s.message()); }
 
 TEST(JsonDecodeTest, StrictModeRejectsUnknownFieldAndListsAllowedOnes) {
-  absl::StatusOr<std::vector<Point>> points =
-      DecodeJson<std::vector<Point>>(Json::parse(R"([{"x": 1}, {"x": 2, "lable": "a"}])"),
-                                     UnknownFields::kReject);
+  absl::StatusOr<std::vector<Point>> points = DecodeJson<std::vector<Point>>(
+      Json::parse(R"([{"x": 1}, {"x": 2, "lable": "a"}])"), UnknownFields::kReject);
   ASSERT_FALSE(points.ok());
   EXPECT_EQ(ErrorOf(points.status()), "[1].lable: unknown field (allowed: x, label)");
 }
@@ -40,14 +39,13 @@ TEST(JsonDecodeTest, LenientModeIgnoresUnknownFields) {
 }
 
 TEST(JsonDecodeTest, WrongTypeNamesPathAndValue) {
-  absl::StatusOr<Point> p =
-      DecodeJson<Point>(Json::parse(R"({"x": "3"})"), UnknownFields::kIgnore);
+  absl::StatusOr<Point> p = DecodeJson<Point>(Json::parse(R"({"x": "3"})"), UnknownFields::kIgnore);
   EXPECT_EQ(ErrorOf(p.status()), "x: expected an integer, got \"3\"");
 }
 
 TEST(JsonDecodeTest, MissingRequiredFieldIsNamed) {
-  absl::StatusOr<Point> p = DecodeJson<Point>(Json::parse(R"({"label": "a"})"),
-                                              UnknownFields::kIgnore);
+  absl::StatusOr<Point> p =
+      DecodeJson<Point>(Json::parse(R"({"label": "a"})"), UnknownFields::kIgnore);
   EXPECT_EQ(ErrorOf(p.status()), "x: required field is missing");
 }
 
@@ -69,7 +67,8 @@ TEST(JsonDecodeTest, DottedKeysAreQuotedInPaths) {
   std::map<std::string, Point> m;
   absl::Status s = Decode(DecodeContext(UnknownFields::kReject, "attributes"),
                           Json::parse(R"({"gpu.tessera.dev/uuid": {"x": true}})"), &m);
-  EXPECT_EQ(ErrorOf(s), "attributes[\"gpu.tessera.dev/uuid\"].x: expected an integer, got boolean true");
+  EXPECT_EQ(ErrorOf(s),
+            "attributes[\"gpu.tessera.dev/uuid\"].x: expected an integer, got boolean true");
 }
 
 TEST(JsonDecodeTest, ParseJsonRejectsDuplicateKeys) {
@@ -91,11 +90,13 @@ TEST(JsonDecodeTest, ChoiceListsAllowedValues) {
 }
 
 TEST(YamlTest, TypesScalarsLikeKubernetes) {
-  absl::StatusOr<Json> j = ParseYaml(
-      "a: 1\nb: \"1\"\nc: true\nd: '8Gi'\ne: ~\nf: 2.5\ng: text\nh: [x, 2]\n");
+  absl::StatusOr<Json> j =
+      ParseYaml("a: 1\nb: \"1\"\nc: true\nd: '8Gi'\ne: ~\nf: 2.5\ng: text\nh: [x, 2]\n");
   ASSERT_TRUE(j.ok()) << j.status();
-  EXPECT_EQ(*j, Json::parse(
-                    R"({"a": 1, "b": "1", "c": true, "d": "8Gi", "e": null, "f": 2.5, "g": "text", "h": ["x", 2]})"));
+  EXPECT_EQ(
+      *j,
+      Json::parse(
+          R"({"a": 1, "b": "1", "c": true, "d": "8Gi", "e": null, "f": 2.5, "g": "text", "h": ["x", 2]})"));
 }
 
 TEST(YamlTest, RejectsDuplicateKeysWithLine) {
@@ -110,6 +111,17 @@ TEST(YamlTest, EmitsYamlThatReadsBackToTheSameJson) {
   absl::StatusOr<Json> back = ParseYaml(ToYaml(in));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, in);
+}
+
+TEST(YamlTest, ErrorLinesCountFromTheStartOfTheFile) {
+  absl::StatusOr<std::vector<Json>> docs = ParseYamlDocuments("a: 1\n---\nb: 2\nb: 3\n");
+  ASSERT_FALSE(docs.ok());
+  EXPECT_EQ(ErrorOf(docs.status()), "invalid YAML at line 4: duplicate field \"b\"");
+}
+
+TEST(YamlTest, MalformedInputFailsInsteadOfHanging) {
+  // yaml-cpp's LoadAll never returns on this input; ParseYamlDocuments must.
+  EXPECT_FALSE(ParseYamlDocuments(" ,\n---\n{").ok());
 }
 
 TEST(YamlTest, SplitsMultiDocumentStreams) {

@@ -12,6 +12,11 @@
 // Message names do not travel on the wire; the gRPC method paths do. The service tests pin
 // those paths and the streaming shape of each RPC.
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -19,11 +24,6 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
-
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/message.h>
-#include <google/protobuf/util/message_differencer.h>
-#include <gtest/gtest.h>
 
 #include "dra-health/v1/api.grpc.pb.h"
 #include "dra-health/v1/api.pb.h"
@@ -138,8 +138,8 @@ TEST(PluginRegistrationWireTest, PluginInfoEncodesEndpointAsField3) {
   info.set_endpoint("/var/lib/kubelet/plugins/gpu.tessera.dev/dra.sock");
   // endpoint = 3, string: tag (3 << 3) | 2 = 0x1a; the path is
   // "/var/lib/kubelet/plugins/" (25) + "gpu.tessera.dev" (15) + "/dra.sock" (9) = 49 = 0x31.
-  EXPECT_TRUE(EncodesTo(
-      info, Bytes({0x1a, 0x31}) + "/var/lib/kubelet/plugins/gpu.tessera.dev/dra.sock"));
+  EXPECT_TRUE(
+      EncodesTo(info, Bytes({0x1a, 0x31}) + "/var/lib/kubelet/plugins/gpu.tessera.dev/dra.sock"));
 }
 
 TEST(PluginRegistrationWireTest, PluginInfoEncodesSupportedVersionsAsRepeatedField4InOrder) {
@@ -161,7 +161,7 @@ TEST(PluginRegistrationWireTest, PluginInfoEncodesAllFieldsInFieldNumberOrder) {
   info.set_type("DRAPlugin");
   // 0x0a = type (1), 0x12 = name (2), 0x1a = endpoint (3), 0x22 = supported_versions (4);
   // lengths: "DRAPlugin" 9, "d" 1, "/p/dra.sock" 11 = 0x0b, "v1.DRAPlugin" 12 = 0x0c.
-  EXPECT_TRUE(EncodesTo(info, Bytes({0x0a, 0x09}) + "DRAPlugin" +    //
+  EXPECT_TRUE(EncodesTo(info, Bytes({0x0a, 0x09}) + "DRAPlugin" +        //
                                   Bytes({0x12, 0x01}) + "d" +            //
                                   Bytes({0x1a, 0x0b}) + "/p/dra.sock" +  //
                                   Bytes({0x22, 0x0c}) + "v1.DRAPlugin"));
@@ -200,8 +200,7 @@ TEST(PluginRegistrationWireTest, EmptyRequestAndResponseMessagesHaveNoFields) {
 }
 
 TEST(PluginRegistrationServiceTest, ServiceIsPluginregistrationRegistration) {
-  EXPECT_STREQ(registration::Registration::service_full_name(),
-               "pluginregistration.Registration");
+  EXPECT_STREQ(registration::Registration::service_full_name(), "pluginregistration.Registration");
   const ServiceDescriptor* service =
       GeneratedService(registration::Registration::service_full_name());
   ASSERT_NE(service, nullptr);
@@ -295,9 +294,9 @@ class VersionName {
 //   name = 3, string:      0x1a, "gpu-claim" 9 bytes
 // 9 + 6 + 11 = 26 = 0x1a bytes in all.
 const std::string& ClaimBytes() {
-  static const std::string* const kBytes = new std::string(
-      Bytes({0x0a, 0x07}) + "default" + Bytes({0x12, 0x04}) + "0f3c" + Bytes({0x1a, 0x09}) +
-      "gpu-claim");
+  static const std::string* const kBytes =
+      new std::string(Bytes({0x0a, 0x07}) + "default" + Bytes({0x12, 0x04}) + "0f3c" +
+                      Bytes({0x1a, 0x09}) + "gpu-claim");
   return *kBytes;
 }
 
@@ -318,8 +317,8 @@ typename Version::Claim MakeClaim() {
 //   cdi_device_ids = 4, repeated string: (4 << 3) | 2 = 0x22, "tessera.dev/gpu=g0" 18 = 0x12
 const std::string& DeviceBytesWithoutShareId() {
   static const std::string* const kBytes = new std::string(
-      Bytes({0x0a, 0x03}) + "gpu" + Bytes({0x0a, 0x03}) + "mig" + Bytes({0x12, 0x06}) +
-      "node-a" + Bytes({0x1a, 0x05}) + "gpu-0" + Bytes({0x22, 0x12}) + "tessera.dev/gpu=g0");
+      Bytes({0x0a, 0x03}) + "gpu" + Bytes({0x0a, 0x03}) + "mig" + Bytes({0x12, 0x06}) + "node-a" +
+      Bytes({0x1a, 0x05}) + "gpu-0" + Bytes({0x22, 0x12}) + "tessera.dev/gpu=g0");
   return *kBytes;
 }
 
@@ -345,8 +344,7 @@ TYPED_TEST(DraNodeServiceWireTest, ClaimEncodesNamespaceUidAndNameAsFields1To3) 
 }
 
 TYPED_TEST(DraNodeServiceWireTest, DeviceEncodesRequestNamesPoolDeviceAndCdiIdsAsFields1To4) {
-  EXPECT_TRUE(
-      EncodesTo(MakeDevice<typename TypeParam::Device>(), DeviceBytesWithoutShareId()));
+  EXPECT_TRUE(EncodesTo(MakeDevice<typename TypeParam::Device>(), DeviceBytesWithoutShareId()));
 }
 
 TYPED_TEST(DraNodeServiceWireTest, PrepareRequestEncodesClaimsAsRepeatedField1) {
@@ -355,8 +353,8 @@ TYPED_TEST(DraNodeServiceWireTest, PrepareRequestEncodesClaimsAsRepeatedField1) 
   typename TypeParam::NodePrepareResourcesRequest request;
   *request.add_claims() = MakeClaim<TypeParam>();
   *request.add_claims() = MakeClaim<TypeParam>();
-  EXPECT_TRUE(EncodesTo(request, Bytes({0x0a, 0x1a}) + ClaimBytes() + Bytes({0x0a, 0x1a}) +
-                                     ClaimBytes()));
+  EXPECT_TRUE(
+      EncodesTo(request, Bytes({0x0a, 0x1a}) + ClaimBytes() + Bytes({0x0a, 0x1a}) + ClaimBytes()));
 }
 
 TYPED_TEST(DraNodeServiceWireTest, UnprepareRequestEncodesClaimsAsRepeatedField1) {
@@ -438,8 +436,7 @@ TYPED_TEST(DraNodeServiceWireTest, ServiceHasTheKubeletsFullName) {
 }
 
 TYPED_TEST(DraNodeServiceWireTest, NodePrepareResourcesIsUnaryAtTheKubeletsPath) {
-  const ServiceDescriptor* service =
-      GeneratedService(TypeParam::DRAPlugin::service_full_name());
+  const ServiceDescriptor* service = GeneratedService(TypeParam::DRAPlugin::service_full_name());
   ASSERT_NE(service, nullptr);
   const MethodDescriptor* method = service->FindMethodByName("NodePrepareResources");
   ASSERT_NE(method, nullptr);
@@ -451,8 +448,7 @@ TYPED_TEST(DraNodeServiceWireTest, NodePrepareResourcesIsUnaryAtTheKubeletsPath)
 }
 
 TYPED_TEST(DraNodeServiceWireTest, NodeUnprepareResourcesIsUnaryAtTheKubeletsPath) {
-  const ServiceDescriptor* service =
-      GeneratedService(TypeParam::DRAPlugin::service_full_name());
+  const ServiceDescriptor* service = GeneratedService(TypeParam::DRAPlugin::service_full_name());
   ASSERT_NE(service, nullptr);
   const MethodDescriptor* method = service->FindMethodByName("NodeUnprepareResources");
   ASSERT_NE(method, nullptr);
@@ -569,11 +565,10 @@ struct HealthV1 {
 
 // The C++ types of the varint fields pin signedness and width (int64, not uint64 or int32).
 static_assert(
-    std::is_same_v<decltype(std::declval<health_v1::DeviceHealth>().last_updated_time()),
+    std::is_same_v<decltype(std::declval<health_v1::DeviceHealth>().last_updated_time()), int64_t>);
+static_assert(
+    std::is_same_v<decltype(std::declval<health_v1::DeviceHealth>().health_check_timeout_seconds()),
                    int64_t>);
-static_assert(std::is_same_v<decltype(std::declval<health_v1::DeviceHealth>()
-                                          .health_check_timeout_seconds()),
-                             int64_t>);
 static_assert(
     std::is_same_v<decltype(std::declval<health_v1alpha1::DeviceHealth>().last_updated_time()),
                    int64_t>);
@@ -661,8 +656,8 @@ TYPED_TEST(DeviceHealthWireTest, DeviceHealthEncodesTimeoutAsInt64VarintField4) 
   // A negative int64 is its 64-bit two's complement in ten varint bytes (sint64 would be
   // ZigZag-encoded as the single byte 0x01): 0xff x 9, then 0x01.
   health.set_health_check_timeout_seconds(-1);
-  EXPECT_TRUE(EncodesTo(
-      health, Bytes({0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})));
+  EXPECT_TRUE(
+      EncodesTo(health, Bytes({0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})));
 }
 
 TYPED_TEST(DeviceHealthWireTest, DeviceHealthEncodesMessageAsStringField5) {
@@ -681,10 +676,10 @@ TYPED_TEST(DeviceHealthWireTest, DeviceHealthEncodesAllFieldsInFieldNumberOrder)
   *health.mutable_device() = MakeDeviceIdentifier<TypeParam>();
   // 0x0a 0x0f DeviceIdentifier (1), 0x10 0x02 UNHEALTHY (2), 0x18 + varint 1767225600 (3),
   // 0x20 0x3c = 60 (4), 0x2a 0x06 "Xid 79" (5).
-  EXPECT_TRUE(EncodesTo(health, Bytes({0x0a, 0x0f}) + DeviceIdentifierBytes() +
-                                    Bytes({0x10, 0x02, 0x18, 0x80, 0xf2, 0xd6, 0xca, 0x06,
-                                           0x20, 0x3c, 0x2a, 0x06}) +
-                                    "Xid 79"));
+  EXPECT_TRUE(EncodesTo(
+      health, Bytes({0x0a, 0x0f}) + DeviceIdentifierBytes() +
+                  Bytes({0x10, 0x02, 0x18, 0x80, 0xf2, 0xd6, 0xca, 0x06, 0x20, 0x3c, 0x2a, 0x06}) +
+                  "Xid 79"));
 }
 
 TYPED_TEST(DeviceHealthWireTest, WatchResponseEncodesDevicesAsRepeatedField1) {
@@ -711,8 +706,7 @@ TYPED_TEST(DeviceHealthWireTest, WatchRequestIsEmpty) {
 
 TYPED_TEST(DeviceHealthWireTest, ServiceHasTheKubeletsFullName) {
   using DRAResourceHealth = typename TypeParam::DRAResourceHealth;
-  EXPECT_EQ(std::string_view(DRAResourceHealth::service_full_name()),
-            TypeParam::kServiceFullName);
+  EXPECT_EQ(std::string_view(DRAResourceHealth::service_full_name()), TypeParam::kServiceFullName);
   const ServiceDescriptor* service = GeneratedService(DRAResourceHealth::service_full_name());
   ASSERT_NE(service, nullptr);
   EXPECT_EQ(service->file(), TypeParam::DeviceHealth::descriptor()->file());

@@ -30,8 +30,8 @@ const CanonicalCase kCanonicalCases[] = {
     {"1536Mi", "1536Mi"},
     {"9856Mi", "9856Mi"},
     {"0.5Gi", "512Mi"},
-    {"1.5Ki", "1536"},          // not a whole number of Ki: no suffix
-    {"0.5Ki", "512"},           // |v| < 1024 prints as decimal SI
+    {"1.5Ki", "1536"},  // not a whole number of Ki: no suffix
+    {"0.5Ki", "512"},   // |v| < 1024 prints as decimal SI
     {"1Ki", "1Ki"},
     {"8Ei", "9223372036854775807"},  // capped at int64 max
     {"-2048Ki", "-2Mi"},
@@ -43,9 +43,10 @@ const CanonicalCase kCanonicalCases[] = {
     {"1000", "1k"},
     {"1000000", "1M"},
     {"5368709120", "5368709120"},
-    {"1.G", "1.G"},             // accepted by the server's grammar, and kept verbatim
+    {"1.G", "1.G"},  // accepted by the server's grammar, and kept verbatim
     {"12345678901234567890", "12345678901234567890"},
     {"10000000000000000000", "10E"},
+    {"9000E", "9e21"},  // no SI suffix beyond E: exponent form keeps the value
     {"1000000000000000000.1", "1000000000000000000100m"},
     // Below one nano: rounded up, away from zero.
     {"0.5n", "1n"},

@@ -64,8 +64,8 @@ TEST(ResourceJsonTest, DecodedSliceExposesTypedFields) {
 }
 
 TEST(ResourceJsonTest, ClaimResultsNameTheirParentRequest) {
-  ResourceClaim claim =
-      *DecodeJson<ResourceClaim>(ReadFixture("resourceclaim-allocated.json"), UnknownFields::kIgnore);
+  ResourceClaim claim = *DecodeJson<ResourceClaim>(ReadFixture("resourceclaim-allocated.json"),
+                                                   UnknownFields::kIgnore);
   const auto& results = claim.status.allocation->devices.results;
   EXPECT_EQ(results[0].ParentRequest(), "gpu");
   EXPECT_EQ(results[1].ParentRequest(), "share");
@@ -87,8 +87,9 @@ TEST(ResourceJsonTest, AttributeWithTwoValuesIsRejected) {
   slice["spec"]["devices"][0]["attributes"]["type"] = {{"string", "mig"}, {"int", 1}};
   absl::StatusOr<ResourceSlice> s = DecodeJson<ResourceSlice>(slice, UnknownFields::kIgnore);
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(std::string(s.status().message()),
-              HasSubstr("spec.devices[0].attributes.type: exactly one of int, bool, string, version"));
+  EXPECT_THAT(
+      std::string(s.status().message()),
+      HasSubstr("spec.devices[0].attributes.type: exactly one of int, bool, string, version"));
 }
 
 TEST(ResourceJsonTest, BadQuantityNamesItsPath) {
@@ -116,7 +117,8 @@ TEST(ResourceJsonTest, WrongKindIsRejected) {
   slice["kind"] = "ResourceClaim";
   absl::StatusOr<ResourceSlice> s = DecodeJson<ResourceSlice>(slice, UnknownFields::kIgnore);
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(std::string(s.status().message()), "kind: expected \"ResourceSlice\", got \"ResourceClaim\"");
+  EXPECT_EQ(std::string(s.status().message()),
+            "kind: expected \"ResourceSlice\", got \"ResourceClaim\"");
 }
 
 TEST(ResourceJsonTest, ServerObjectsWithNewFieldsDecodeLeniently) {

@@ -142,8 +142,8 @@ struct MigStaticLayout {
 
 // Shares of one device (a GPU, or each MIG instance with mig modes).
 struct ShareLimits {
-  int32_t max_shares = 0;         // 0: unlimited with consumable capacity; fallback share count 4
-  std::optional<Quantity> min_memory;   // smallest memory a share may ask for
+  int32_t max_shares = 0;  // 0: unlimited with consumable capacity; fallback share count 4
+  std::optional<Quantity> min_memory;  // smallest memory a share may ask for
   std::optional<int32_t> min_compute_percent;
   bool operator==(const ShareLimits&) const = default;
 };

@@ -9,7 +9,8 @@
 //     mps:
 //       activeThreadPercentage: 50              # 1..100
 //       pinnedDeviceMemoryLimit: 8Gi            # > 0 bytes
-//       perDevice:                              # overrides, keyed by allocated device name or GPU UUID
+//       perDevice:                              # overrides, keyed by allocated device name or GPU
+//       UUID
 //         gpu-1: {activeThreadPercentage: 25}
 //
 // Decoding is strict: an unknown field, a wrong type, an out-of-range value or a malformed quantity

@@ -25,9 +25,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "tessera/api/strings.h"
 #include "nlohmann/json.hpp"
 #include "tessera/api/quantity.h"
+#include "tessera/api/strings.h"
 
 namespace tessera::api {
 

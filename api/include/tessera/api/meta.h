@@ -72,7 +72,8 @@ struct NodeSelector {
 // metav1.LabelSelector.
 struct LabelSelector {
   std::map<std::string, std::string> match_labels;
-  std::vector<NodeSelectorRequirement> match_expressions;  // operators In, NotIn, Exists, DoesNotExist
+  std::vector<NodeSelectorRequirement>
+      match_expressions;  // operators In, NotIn, Exists, DoesNotExist
   bool operator==(const LabelSelector&) const = default;
 };
 

@@ -338,7 +338,7 @@ struct DeviceClass {
   bool operator==(const DeviceClass&) const = default;
 };
 
-#define TESSERA_API_JSON(T)                                                  \
+#define TESSERA_API_JSON(T)                                              \
   absl::Status Decode(const DecodeContext& ctx, const Json& in, T* out); \
   void to_json(Json& out, const T& in)
 

@@ -14,8 +14,8 @@ namespace strings_internal {
 inline void Append(std::string& out, std::string_view piece) { out.append(piece); }
 inline void Append(std::string& out, char c) { out.push_back(c); }
 template <typename T>
-  requires std::is_arithmetic_v<T> && (!std::is_same_v<T, char>) && (!std::is_same_v<T, bool>)
-void Append(std::string& out, T value) {
+requires std::is_arithmetic_v<T> &&
+    (!std::is_same_v<T, char>)&&(!std::is_same_v<T, bool>)void Append(std::string& out, T value) {
   out.append(std::to_string(value));
 }
 
