@@ -65,8 +65,12 @@ absl::StatusOr<Json> ValidateDocument(const Json& doc) {
   if (!doc.is_object()) {
     return absl::InvalidArgumentError(StrCat("expected an object, got ", Describe(doc)));
   }
-  std::string api_version = doc.value("apiVersion", "");
-  std::string kind = doc.value("kind", "");
+  auto text_field = [&doc](const char* name) {
+    auto it = doc.find(name);
+    return it != doc.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string api_version = text_field("apiVersion");
+  std::string kind = text_field("kind");
   for (const Handler& h : Handlers()) {
     if (h.api_version == api_version && h.kind == kind) return h.validate(doc);
   }

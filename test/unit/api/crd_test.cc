@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tessera/api/crd_schema.h"
+#include "tessera/api/validate.h"
 #include "tessera/api/yaml.h"
 
 namespace tessera::api {
@@ -172,6 +173,14 @@ TEST(CrdSchemaTest, CheckedInManifestsMatchTheGenerator) {
     EXPECT_EQ(*checked_in, crd) << path
                                 << " is stale: run build/default/api/tessera-crdgen deploy/crds";
   }
+}
+
+TEST(ValidateDocumentTest, NonStringKindIsAnErrorNotACrash) {
+  absl::StatusOr<Json> v = ValidateDocument(*ParseYaml("kind:\napiVersion: 5\n"));
+  ASSERT_FALSE(v.ok());
+  EXPECT_THAT(std::string(v.status().message()),
+              HasSubstr("apiVersion \"\" kind \"\" is not a kind tessera reads (allowed: "
+                        "tessera.dev/v1alpha1/GpuConfig"));
 }
 
 }  // namespace

@@ -117,6 +117,14 @@ TEST_P(BadQuantityTest, IsRejectedWithTheReason) {
 
 INSTANTIATE_TEST_SUITE_P(Table, BadQuantityTest, ::testing::ValuesIn(kBadCases));
 
+TEST(QuantityTest, BinaryValueWithoutWholeKiSettlesAsDecimalAfterOneRound) {
+  Quantity q = *Quantity::Parse("999994999937.5Ki");
+  EXPECT_EQ(q.ToString(), "1023994879936000");
+  Quantity again = *Quantity::Parse(q.ToString());
+  EXPECT_EQ(again, q);
+  EXPECT_EQ(again.ToString(), "1023994879936k");
+}
+
 TEST(QuantityTest, ValueRoundsUpAwayFromZero) {
   EXPECT_EQ(Quantity::Parse("40Gi")->Value(), 42949672960);
   EXPECT_EQ(Quantity::Parse("100m")->Value(), 1);
