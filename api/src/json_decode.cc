@@ -112,17 +112,23 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, bool* out) {
 }
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, int64_t* out) {
+  // nlohmann stores non-negative integers as unsigned: those above int64 max do not fit.
+  if (in.is_number_unsigned()) {
+    if (in.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return ctx.Error(StrCat(Describe(in), " does not fit in a 64-bit integer"));
+    }
+    *out = static_cast<int64_t>(in.get<uint64_t>());
+    return absl::OkStatus();
+  }
   if (in.is_number_integer()) {
     *out = in.get<int64_t>();
     return absl::OkStatus();
   }
-  if (in.is_number_unsigned()) {
-    return ctx.Error(StrCat(Describe(in), " does not fit in a 64-bit integer"));
-  }
   if (in.is_number_float()) {
     double d = in.get<double>();
-    // JSON has one number type; 3.0 is an integer, 3.5 is not.
-    if (d == static_cast<double>(static_cast<int64_t>(d)) && d > -9.2e18 && d < 9.2e18) {
+    // JSON has one number type; 3.0 is an integer, 3.5 is not. Range first: casting an
+    // out-of-range double is undefined.
+    if (d > -9.2e18 && d < 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d))) {
       *out = static_cast<int64_t>(d);
       return absl::OkStatus();
     }

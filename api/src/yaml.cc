@@ -78,10 +78,36 @@ absl::StatusOr<Json> ToJson(const YAML::Node& node, int line_offset) {
   return Json(nullptr);
 }
 
+bool HasControlCharacter(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+// Length of the valid UTF-8 prefix of text.
+size_t ValidUtf8Prefix(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 0;
+    if (len == 0 || i + len > text.size()) return i;
+    for (size_t k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return i;
+    }
+    i += len;
+  }
+  return i;
+}
+
 bool NeedsQuotes(const std::string& s) {
-  return s.empty() || IsNullWord(s) || IsTrueWord(s) || IsFalseWord(s) || LooksLikeInt(s) ||
-         LooksLikeFloat(s) || s == "yes" || s == "no" || s == "on" || s == "off" || s == "y" ||
-         s == "n";
+  return s.empty() || HasControlCharacter(s) || IsNullWord(s) || IsTrueWord(s) || IsFalseWord(s) ||
+         LooksLikeInt(s) || LooksLikeFloat(s) || s == "yes" || s == "no" || s == "on" ||
+         s == "off" || s == "y" || s == "n";
 }
 
 void Emit(YAML::Emitter& out, const Json& value) {
@@ -123,6 +149,10 @@ absl::StatusOr<std::vector<Json>> ParseYamlDocuments(std::string_view text) {
   // Documents are split the way kubectl's YAML reader splits them (a line starting with "---",
   // followed by nothing but blanks or a comment) and each is loaded on its own: yaml-cpp 0.7's
   // LoadAll loops forever on some malformed input (found by fuzz_crd_yaml, e.g. " ,").
+  if (size_t valid = ValidUtf8Prefix(text); valid != text.size()) {
+    return absl::InvalidArgumentError(
+        StrCat("invalid YAML: not UTF-8 at byte ", valid, " (Kubernetes objects are UTF-8 text)"));
+  }
   std::vector<Json> out;
   std::string document;
   int first_line = 1;

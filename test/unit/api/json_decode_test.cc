@@ -63,6 +63,15 @@ TEST(JsonDecodeTest, Int32OverflowIsAnError) {
   EXPECT_EQ(ErrorOf(p.status()), "x: 4294967296 does not fit in a 32-bit integer");
 }
 
+TEST(JsonDecodeTest, HugeNumbersAreErrorsNotWraparound) {
+  int64_t v = 0;
+  absl::Status s =
+      Decode(DecodeContext(UnknownFields::kReject, "n"), Json::parse("18446744073709551615"), &v);
+  EXPECT_EQ(ErrorOf(s), "n: integer 18446744073709551615 does not fit in a 64-bit integer");
+  s = Decode(DecodeContext(UnknownFields::kReject, "n"), Json::parse("1e300"), &v);
+  EXPECT_EQ(ErrorOf(s), "n: expected an integer, got number 1e+300");
+}
+
 TEST(JsonDecodeTest, DottedKeysAreQuotedInPaths) {
   std::map<std::string, Point> m;
   absl::Status s = Decode(DecodeContext(UnknownFields::kReject, "attributes"),
