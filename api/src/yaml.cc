@@ -1,6 +1,8 @@
 #include "tessera/api/yaml.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <regex>
 
 #include "yaml-cpp/yaml.h"
@@ -42,7 +44,15 @@ absl::StatusOr<Json> ToJson(const YAML::Node& node, int line_offset) {
         auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
         if (ec == std::errc() && end == digits.data() + digits.size()) return Json(v);
       }
-      if (LooksLikeFloat(s)) return Json(std::stod(s));
+      if (LooksLikeFloat(s)) {
+        double d = std::strtod(s.c_str(), nullptr);
+        if (std::isinf(d)) {
+          return absl::InvalidArgumentError(StrCat("invalid YAML at line ",
+                                                   line_offset + node.Mark().line + 1, ": number ",
+                                                   s, " is out of range"));
+        }
+        return Json(d);
+      }
       return Json(s);
     }
     case YAML::NodeType::Sequence: {

@@ -133,6 +133,19 @@ TEST(YamlTest, MalformedInputFailsInsteadOfHanging) {
   EXPECT_FALSE(ParseYamlDocuments(" ,\n---\n{").ok());
 }
 
+TEST(YamlTest, OutOfRangeNumberIsAnError) {
+  absl::StatusOr<Json> j = ParseYaml("a: 1\nb: 1e999\n");
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(ErrorOf(j.status()), "invalid YAML at line 2: number 1e999 is out of range");
+}
+
+TEST(YamlTest, RejectsInvalidUtf8) {
+  absl::StatusOr<Json> j = ParseYaml("a: \"\xc2\xb9\xb9\"\n");
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(ErrorOf(j.status()),
+            "invalid YAML: not UTF-8 at byte 6 (Kubernetes objects are UTF-8 text)");
+}
+
 TEST(YamlTest, SplitsMultiDocumentStreams) {
   absl::StatusOr<std::vector<Json>> docs = ParseYamlDocuments("a: 1\n---\n---\nb: 2\n");
   ASSERT_TRUE(docs.ok());
