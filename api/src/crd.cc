@@ -9,38 +9,10 @@ namespace {
 constexpr std::array<std::string_view, 3> kHealthStates = {"Healthy", "Unhealthy", "Unknown"};
 constexpr std::array<std::string_view, 5> kModes = {"whole", "mig-dynamic", "mig-static", "mps",
                                                     "timeslice"};
-constexpr std::array<std::string_view, 2> kStrategies = {"TimeSlicing", "MPS"};
-constexpr std::array<std::string_view, 4> kIntervals = {"Default", "Short", "Medium", "Long"};
 constexpr int32_t kMaxMemorySlices = 8;
 constexpr int32_t kMaxMigInstances = 7;
 constexpr int32_t kMaxGpuIndex = 63;
 constexpr int32_t kMaxShares = 128;
-
-// Decodes one of `names` into an enum whose values are numbered like `names`.
-template <typename E>
-auto EnumField(E* out, std::span<const std::string_view> names) {
-  return [out, names](const DecodeContext& c, const Json& v) {
-    absl::StatusOr<size_t> index = DecodeChoice(c, v, names);
-    if (index.ok()) *out = static_cast<E>(*index);
-    return index.status();
-  };
-}
-
-template <typename E>
-auto OptionalEnumField(std::optional<E>* out, std::span<const std::string_view> names) {
-  return [out, names](const DecodeContext& c, const Json& v) {
-    E value{};
-    absl::Status s = EnumField(&value, names)(c, v);
-    if (s.ok()) *out = value;
-    return s;
-  };
-}
-
-auto Range(int32_t* out, int64_t min, int64_t max) {
-  return [out, min, max](const DecodeContext& c, const Json& v) {
-    return DecodeInRange(c, v, min, max, out);
-  };
-}
 
 auto NonEmpty(std::string* out) {
   return [out](const DecodeContext& c, const Json& v) {
@@ -84,8 +56,8 @@ std::string_view ToString(PartitionMode mode) { return kModes[static_cast<size_t
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, Placement* out) {
   ObjectDecoder d(ctx, in);
-  d.RequiredWith("start", Range(&out->start, 0, kMaxMemorySlices - 1));
-  d.RequiredWith("size", Range(&out->size, 1, kMaxMemorySlices));
+  d.RequiredWith("start", RangeField(&out->start, 0, kMaxMemorySlices - 1));
+  d.RequiredWith("size", RangeField(&out->size, 1, kMaxMemorySlices));
   if (d.ok() && out->start + out->size > kMaxMemorySlices) {
     d.Fail(ctx.Error(StrCat("placement {start: ", out->start, ", size: ", out->size,
                             "} ends past memory slice ", kMaxMemorySlices - 1)));
@@ -98,17 +70,17 @@ void to_json(Json& out, const Placement& in) { out = Json{{"start", in.start}, {
 absl::Status Decode(const DecodeContext& ctx, const Json& in, MigProfileInfo* out) {
   ObjectDecoder d(ctx, in);
   d.RequiredWith("name", NonEmpty(&out->name));
-  d.RequiredWith("profileID", Range(&out->profile_id, 0, 255));
-  d.RequiredWith("computeSlices", Range(&out->compute_slices, 1, kMaxMemorySlices));
-  d.RequiredWith("memorySlices", Range(&out->memory_slices, 1, kMaxMemorySlices));
+  d.RequiredWith("profileID", RangeField(&out->profile_id, 0, 255));
+  d.RequiredWith("computeSlices", RangeField(&out->compute_slices, 1, kMaxMemorySlices));
+  d.RequiredWith("memorySlices", RangeField(&out->memory_slices, 1, kMaxMemorySlices));
   d.Required("memory", &out->memory);
-  d.RequiredWith("maxCount", Range(&out->max_count, 1, kMaxMigInstances));
-  d.OptionalWith("multiprocessors", Range(&out->multiprocessors, 0, 1024));
-  d.OptionalWith("copyEngines", Range(&out->copy_engines, 0, 64));
-  d.OptionalWith("decoders", Range(&out->decoders, 0, 64));
-  d.OptionalWith("encoders", Range(&out->encoders, 0, 64));
-  d.OptionalWith("jpegEngines", Range(&out->jpeg_engines, 0, 64));
-  d.OptionalWith("ofaEngines", Range(&out->ofa_engines, 0, 64));
+  d.RequiredWith("maxCount", RangeField(&out->max_count, 1, kMaxMigInstances));
+  d.OptionalWith("multiprocessors", RangeField(&out->multiprocessors, 0, 1024));
+  d.OptionalWith("copyEngines", RangeField(&out->copy_engines, 0, 64));
+  d.OptionalWith("decoders", RangeField(&out->decoders, 0, 64));
+  d.OptionalWith("encoders", RangeField(&out->encoders, 0, 64));
+  d.OptionalWith("jpegEngines", RangeField(&out->jpeg_engines, 0, 64));
+  d.OptionalWith("ofaEngines", RangeField(&out->ofa_engines, 0, 64));
   d.Optional("placements", &out->placements);
   return d.Finish();
 }
@@ -147,8 +119,8 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, MigInstanceInfo* o
   ObjectDecoder d(ctx, in);
   d.RequiredWith("profile", NonEmpty(&out->profile));
   d.Required("placement", &out->placement);
-  d.RequiredWith("gpuInstanceID", Range(&out->gpu_instance_id, 0, 255));
-  d.OptionalWith("computeInstanceID", Range(&out->compute_instance_id, 0, 255));
+  d.RequiredWith("gpuInstanceID", RangeField(&out->gpu_instance_id, 0, 255));
+  d.OptionalWith("computeInstanceID", RangeField(&out->compute_instance_id, 0, 255));
   d.Optional("uuid", &out->uuid);
   d.Optional("ownerClaim", &out->owner_claim);
   d.Optional("createdByTessera", &out->created_by_tessera);
@@ -170,14 +142,9 @@ void to_json(Json& out, const MigInstanceInfo& in) {
 absl::Status Decode(const DecodeContext& ctx, const Json& in, ShareInfo* out) {
   ObjectDecoder d(ctx, in);
   d.RequiredWith("device", NonEmpty(&out->device));
-  d.RequiredWith("strategy", EnumField(&out->strategy, kStrategies));
+  d.RequiredWith("strategy", EnumField(&out->strategy, kSharingStrategyNames));
   d.Required("claim", &out->claim);
-  d.OptionalWith("activeThreadPercentage", [&](const DecodeContext& c, const Json& v) {
-    int32_t percent = 0;
-    absl::Status s = DecodeInRange(c, v, 1, 100, &percent);
-    if (s.ok()) out->active_thread_percentage = percent;
-    return s;
-  });
+  d.OptionalWith("activeThreadPercentage", RangeField(&out->active_thread_percentage, 1, 100));
   d.Optional("pinnedDeviceMemoryLimit", &out->pinned_device_memory_limit);
   return d.Finish();
 }
@@ -194,7 +161,7 @@ void to_json(Json& out, const ShareInfo& in) {
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, GpuInfo* out) {
   ObjectDecoder d(ctx, in);
-  d.RequiredWith("index", Range(&out->index, 0, kMaxGpuIndex));
+  d.RequiredWith("index", RangeField(&out->index, 0, kMaxGpuIndex));
   d.RequiredWith("uuid", NonEmpty(&out->uuid));
   d.RequiredWith("product", NonEmpty(&out->product));
   d.Optional("model", &out->model);
@@ -206,7 +173,8 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, GpuInfo* out) {
   d.Optional("migProfiles", &out->mig_profiles);
   d.Optional("migInstances", &out->mig_instances);
   d.Optional("shares", &out->shares);
-  d.OptionalWith("timeSliceInterval", OptionalEnumField(&out->time_slice_interval, kIntervals));
+  d.OptionalWith("timeSliceInterval",
+                 EnumField(&out->time_slice_interval, kTimeSliceIntervalNames));
   d.OptionalWith("health", EnumField(&out->health, kHealthStates));
   d.Optional("healthMessage", &out->health_message);
   if (d.ok() && out->mig_enabled && !out->mig_capable) {
@@ -345,23 +313,9 @@ void to_json(Json& out, const MigStaticLayout& in) { out = Json{{"profiles", in.
 
 absl::Status Decode(const DecodeContext& ctx, const Json& in, ShareLimits* out) {
   ObjectDecoder d(ctx, in);
-  d.OptionalWith("maxShares", Range(&out->max_shares, 0, kMaxShares));
-  d.OptionalWith("minMemory", [&](const DecodeContext& c, const Json& v) {
-    Quantity q;
-    if (absl::Status s = Decode(c, v, &q); !s.ok()) return s;
-    if (q <= Quantity() || !q.ToInt64()) {
-      return c.Error(StrCat("\"", q.ToString(),
-                            "\" is not allowed (must be a positive whole number of bytes)"));
-    }
-    out->min_memory = q;
-    return absl::OkStatus();
-  });
-  d.OptionalWith("minComputePercent", [&](const DecodeContext& c, const Json& v) {
-    int32_t percent = 0;
-    absl::Status s = DecodeInRange(c, v, 1, 100, &percent);
-    if (s.ok()) out->min_compute_percent = percent;
-    return s;
-  });
+  d.OptionalWith("maxShares", RangeField(&out->max_shares, 0, kMaxShares));
+  d.OptionalWith("minMemory", PositiveBytesField(&out->min_memory));
+  d.OptionalWith("minComputePercent", RangeField(&out->min_compute_percent, 1, 100));
   return d.Finish();
 }
 
@@ -379,9 +333,10 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, GpuPolicy* out) {
   d.RequiredWith("mode", EnumField(&out->mode, kModes));
   d.Optional("migStatic", &out->mig_static);
   d.OptionalWith("allowedProfiles", Names(&out->allowed_profiles, "MIG profile name"));
-  d.OptionalWith("instanceSharing", OptionalEnumField(&out->instance_sharing, kStrategies));
+  d.OptionalWith("instanceSharing", EnumField(&out->instance_sharing, kSharingStrategyNames));
   d.Optional("shares", &out->shares);
-  d.OptionalWith("timeSliceInterval", OptionalEnumField(&out->time_slice_interval, kIntervals));
+  d.OptionalWith("timeSliceInterval",
+                 EnumField(&out->time_slice_interval, kTimeSliceIntervalNames));
   if (!d.ok()) return d.Finish();
 
   // Fields that only make sense in some modes: name the field, the mode and where it belongs.

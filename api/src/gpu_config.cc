@@ -1,33 +1,13 @@
 #include "tessera/api/gpu_config.h"
 
-#include <array>
-
 #include "tessera/api/meta.h"
 
 namespace tessera::api {
 namespace {
 
-constexpr std::array<std::string_view, 2> kStrategies = {"TimeSlicing", "MPS"};
-constexpr std::array<std::string_view, 4> kIntervals = {"Default", "Short", "Medium", "Long"};
-
 void DecodeLimits(ObjectDecoder& d, MpsLimits* out) {
-  d.OptionalWith("activeThreadPercentage", [&](const DecodeContext& c, const Json& v) {
-    int32_t percent = 0;
-    if (absl::Status s = DecodeInRange(c, v, 1, 100, &percent); !s.ok()) return s;
-    out->active_thread_percentage = percent;
-    return absl::OkStatus();
-  });
-  d.OptionalWith("pinnedDeviceMemoryLimit", [&](const DecodeContext& c, const Json& v) {
-    Quantity limit;
-    if (absl::Status s = Decode(c, v, &limit); !s.ok()) return s;
-    if (limit <= Quantity() || !limit.ToInt64().has_value()) {
-      return c.Error(StrCat("\"", limit.ToString(),
-                            "\" is not allowed (must be a positive whole number of bytes, "
-                            "e.g. \"8Gi\")"));
-    }
-    out->pinned_device_memory_limit = limit;
-    return absl::OkStatus();
-  });
+  d.OptionalWith("activeThreadPercentage", RangeField(&out->active_thread_percentage, 1, 100));
+  d.OptionalWith("pinnedDeviceMemoryLimit", PositiveBytesField(&out->pinned_device_memory_limit));
 }
 
 absl::Status DecodeMps(const DecodeContext& ctx, const Json& in, MpsSettings* out) {
@@ -52,11 +32,8 @@ absl::Status DecodeSharing(const DecodeContext& ctx, const Json& in, Sharing* ou
   ObjectDecoder d(ctx, in);
   bool has_strategy = false;
   d.OptionalWith("strategy", [&](const DecodeContext& c, const Json& v) {
-    absl::StatusOr<size_t> index = DecodeChoice(c, v, kStrategies);
-    if (!index.ok()) return index.status();
-    out->strategy = static_cast<SharingStrategy>(*index);
     has_strategy = true;
-    return absl::OkStatus();
+    return EnumField(&out->strategy, kSharingStrategyNames)(c, v);
   });
   if (d.ok() && !has_strategy) {
     d.Fail(ctx.Field("strategy").Error("required field is missing (allowed: TimeSlicing, MPS)"));
@@ -68,12 +45,7 @@ absl::Status DecodeSharing(const DecodeContext& ctx, const Json& in, Sharing* ou
     }
     ObjectDecoder t(c, v);
     TimeSlicingSettings settings;
-    t.OptionalWith("interval", [&](const DecodeContext& ic, const Json& iv) {
-      absl::StatusOr<size_t> index = DecodeChoice(ic, iv, kIntervals);
-      if (!index.ok()) return index.status();
-      settings.interval = static_cast<TimeSliceInterval>(*index);
-      return absl::OkStatus();
-    });
+    t.OptionalWith("interval", EnumField(&settings.interval, kTimeSliceIntervalNames));
     out->time_slicing = settings;
     return t.Finish();
   });
@@ -100,16 +72,14 @@ Json LimitsJson(const MpsLimits& in) {
 
 }  // namespace
 
-std::string_view ToString(ConfigKind kind) {
-  return kind == ConfigKind::kGpuConfig ? "GpuConfig" : "MigConfig";
-}
+std::string_view ToString(ConfigKind kind) { return kConfigKindNames[static_cast<size_t>(kind)]; }
 
 std::string_view ToString(SharingStrategy strategy) {
-  return kStrategies[static_cast<size_t>(strategy)];
+  return kSharingStrategyNames[static_cast<size_t>(strategy)];
 }
 
 std::string_view ToString(TimeSliceInterval interval) {
-  return kIntervals[static_cast<size_t>(interval)];
+  return kTimeSliceIntervalNames[static_cast<size_t>(interval)];
 }
 
 MpsLimits MpsSettings::For(std::string_view device_name, std::string_view gpu_uuid) const {
@@ -134,11 +104,7 @@ absl::Status Decode(const DecodeContext& parent, const Json& in, GpuConfig* out)
     absl::StatusOr<size_t> index = DecodeChoice(c, v, {kTesseraApiVersion});
     return index.status();
   });
-  d.RequiredWith("kind", [&](const DecodeContext& c, const Json& v) {
-    absl::StatusOr<size_t> index = DecodeChoice(c, v, {"GpuConfig", "MigConfig"});
-    if (index.ok()) out->kind = static_cast<ConfigKind>(*index);
-    return index.status();
-  });
+  d.RequiredWith("kind", EnumField(&out->kind, kConfigKindNames));
   d.OptionalWith("sharing", [&](const DecodeContext& c, const Json& v) {
     Sharing sharing;
     if (absl::Status s = DecodeSharing(c, v, &sharing); !s.ok()) return s;

@@ -23,20 +23,16 @@ absl::StatusOr<Json> RoundTrip(const Json& doc, UnknownFields unknown) {
   return Json(*decoded);
 }
 
+absl::StatusOr<Json> ValidateGpuConfig(const Json& doc) {
+  absl::StatusOr<GpuConfig> config = ParseGpuConfig(doc);
+  if (!config.ok()) return config.status();
+  return Json(*config);
+}
+
 const std::vector<Handler>& Handlers() {
   static const auto* handlers = new std::vector<Handler>{
-      {kTesseraApiVersion, "GpuConfig",
-       [](const Json& d) -> absl::StatusOr<Json> {
-         absl::StatusOr<GpuConfig> c = ParseGpuConfig(d);
-         if (!c.ok()) return c.status();
-         return Json(*c);
-       }},
-      {kTesseraApiVersion, "MigConfig",
-       [](const Json& d) -> absl::StatusOr<Json> {
-         absl::StatusOr<GpuConfig> c = ParseGpuConfig(d);
-         if (!c.ok()) return c.status();
-         return Json(*c);
-       }},
+      {kTesseraApiVersion, "GpuConfig", ValidateGpuConfig},
+      {kTesseraApiVersion, "MigConfig", ValidateGpuConfig},
       {kTesseraApiVersion, "GpuInventory",
        [](const Json& d) { return RoundTrip<GpuInventory>(d, UnknownFields::kReject); }},
       {kTesseraApiVersion, "GpuPartitionPolicy",

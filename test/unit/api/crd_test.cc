@@ -130,6 +130,14 @@ TEST(GpuPartitionPolicyTest, RejectsBadModelNameAndQuantity) {
               HasSubstr("spec.gpus[2].shares.minMemory: invalid quantity \"1 G\""));
 }
 
+TEST(GpuPartitionPolicyTest, RejectsZeroMinMemoryAndPercentOutOfRange) {
+  EXPECT_EQ(PolicyError([](Json& j) { j["spec"]["gpus"][2]["shares"]["minMemory"] = "0"; }),
+            "spec.gpus[2].shares.minMemory: \"0\" is not allowed (must be a positive whole number "
+            "of bytes, e.g. \"8Gi\")");
+  EXPECT_EQ(PolicyError([](Json& j) { j["spec"]["gpus"][2]["shares"]["minComputePercent"] = 0; }),
+            "spec.gpus[2].shares.minComputePercent: 0 is out of range (allowed: 1..100)");
+}
+
 TEST(GpuPartitionPolicyTest, RejectsEmptyGpuListAndUnknownFields) {
   EXPECT_EQ(PolicyError([](Json& j) { j["spec"]["gpus"] = Json::array(); }),
             "spec.gpus: must list at least one entry");

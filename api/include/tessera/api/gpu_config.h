@@ -19,6 +19,7 @@
 #ifndef TESSERA_API_GPU_CONFIG_H_
 #define TESSERA_API_GPU_CONFIG_H_
 
+#include <array>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,6 +36,12 @@ inline constexpr std::string_view kTesseraApiVersion = "tessera.dev/v1alpha1";
 enum class ConfigKind { kGpuConfig, kMigConfig };
 enum class SharingStrategy { kTimeSlicing, kMps };
 enum class TimeSliceInterval { kDefault, kShort, kMedium, kLong };
+
+// JSON spellings, indexed by the enum values above.
+inline constexpr std::array<std::string_view, 2> kConfigKindNames = {"GpuConfig", "MigConfig"};
+inline constexpr std::array<std::string_view, 2> kSharingStrategyNames = {"TimeSlicing", "MPS"};
+inline constexpr std::array<std::string_view, 4> kTimeSliceIntervalNames = {"Default", "Short",
+                                                                            "Medium", "Long"};
 
 std::string_view ToString(ConfigKind kind);
 std::string_view ToString(SharingStrategy strategy);

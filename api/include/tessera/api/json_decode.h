@@ -205,6 +205,54 @@ class ObjectDecoder {
   std::vector<std::string> known_;
 };
 
+// Field decoders for ObjectDecoder::RequiredWith / OptionalWith, shared by every decoder.
+
+// One of `names`, stored as the enum value with the same index.
+template <typename E>
+auto EnumField(E* out, std::span<const std::string_view> names) {
+  return [out, names](const DecodeContext& c, const Json& v) {
+    absl::StatusOr<size_t> index = DecodeChoice(c, v, names);
+    if (index.ok()) *out = static_cast<E>(*index);
+    return index.status();
+  };
+}
+
+template <typename E>
+auto EnumField(std::optional<E>* out, std::span<const std::string_view> names) {
+  return [out, names](const DecodeContext& c, const Json& v) {
+    E value{};
+    absl::Status s = EnumField(&value, names)(c, v);
+    if (s.ok()) *out = value;
+    return s;
+  };
+}
+
+// An integer in [min, max], into an int32_t or a std::optional<int32_t>.
+template <typename Out>
+auto RangeField(Out* out, int64_t min, int64_t max) {
+  return [out, min, max](const DecodeContext& c, const Json& v) {
+    int32_t value = 0;
+    absl::Status s = DecodeInRange(c, v, min, max, &value);
+    if (s.ok()) *out = value;
+    return s;
+  };
+}
+
+// A quantity of bytes: positive and whole (memory limits and minimums).
+inline auto PositiveBytesField(std::optional<Quantity>* out) {
+  return [out](const DecodeContext& c, const Json& v) {
+    Quantity q;
+    if (absl::Status s = Decode(c, v, &q); !s.ok()) return s;
+    if (q <= Quantity() || !q.ToInt64().has_value()) {
+      return c.Error(StrCat("\"", q.ToString(),
+                            "\" is not allowed (must be a positive whole number of bytes, "
+                            "e.g. \"8Gi\")"));
+    }
+    *out = q;
+    return absl::OkStatus();
+  };
+}
+
 // Decodes a whole document.
 template <typename T>
 absl::StatusOr<T> DecodeJson(const Json& in, UnknownFields unknown) {
