@@ -95,19 +95,31 @@ bool HasControlCharacter(const std::string& s) {
   return false;
 }
 
-// Length of the valid UTF-8 prefix of text.
+// Length of the valid UTF-8 prefix of text (RFC 3629: no overlong forms, no surrogates, nothing
+// above U+10FFFF; yaml-cpp replaces such sequences with U+FFFD, which would change the text).
 size_t ValidUtf8Prefix(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xe  ? 3
-                 : (c >> 3) == 0x1e ? 4
-                                    : 0;
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c < 0x80) {
+      len = 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    }
     if (len == 0 || i + len > text.size()) return i;
     for (size_t k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return i;
+      unsigned char b = static_cast<unsigned char>(text[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b & 0xc0) != 0x80) return i;
     }
     i += len;
   }

@@ -146,6 +146,16 @@ TEST(YamlTest, RejectsInvalidUtf8) {
             "invalid YAML: not UTF-8 at byte 6 (Kubernetes objects are UTF-8 text)");
 }
 
+TEST(YamlTest, RejectsUtf8ThatIsNotUnicode) {
+  for (const char* bad : {"\xf6\x96\x90\x8a",     // lead byte above U+10FFFF
+                          "\xc0\xaf",             // overlong '/'
+                          "\xed\xa0\x80",         // surrogate U+D800
+                          "\xf4\x90\x80\x80"}) {  // U+110000
+    EXPECT_FALSE(ParseYaml(std::string("a: ") + bad + "\n").ok()) << bad;
+  }
+  EXPECT_TRUE(ParseYaml("a: \"\xf4\x8f\xbf\xbf \xe2\x82\xac \xc3\xa9\"\n").ok());
+}
+
 TEST(YamlTest, SplitsMultiDocumentStreams) {
   absl::StatusOr<std::vector<Json>> docs = ParseYamlDocuments("a: 1\n---\n---\nb: 2\n");
   ASSERT_TRUE(docs.ok());
