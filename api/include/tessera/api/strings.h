@@ -4,6 +4,8 @@
 #ifndef TESSERA_API_STRINGS_H_
 #define TESSERA_API_STRINGS_H_
 
+#include <concepts>
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -13,6 +15,13 @@ namespace strings_internal {
 
 inline void Append(std::string& out, std::string_view piece) { out.append(piece); }
 inline void Append(std::string& out, char c) { out.push_back(c); }
+// Other string views (absl::string_view, as absl::Status::message() returns it).
+template <typename T>
+requires(!std::is_convertible_v<const T&, std::string_view>) && requires(const T& t) {
+  { t.data() } -> std::convertible_to<const char*>;
+  { t.size() } -> std::convertible_to<std::size_t>;
+}
+void Append(std::string& out, const T& text) { out.append(text.data(), text.size()); }
 template <typename T>
 requires std::is_arithmetic_v<T> &&
     (!std::is_same_v<T, char>)&&(!std::is_same_v<T, bool>)void Append(std::string& out, T value) {

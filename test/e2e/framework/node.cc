@@ -1,0 +1,107 @@
+#include "node.h"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <sstream>
+
+#include "tessera/api/strings.h"
+
+namespace tessera::e2e {
+namespace {
+
+absl::StatusOr<Json> ReadJson(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  Json parsed = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return absl::InternalError(StrCat(path, " is not JSON"));
+  return parsed;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KubeletSim>> KubeletSim::Start(const Cluster& cluster,
+                                                              const std::string& node) {
+  static std::atomic<int> counter{0};
+  std::unique_ptr<KubeletSim> k(new KubeletSim());
+  k->node_ = node;
+  k->root_ = StrCat(cluster.dir(), "/", node, "-", counter++);
+  if (mkdir(k->root_.c_str(), 0755) != 0) return absl::InternalError("mkdir " + k->root_);
+  ProcessOptions process;
+  process.argv = {cluster.testenv(), "kubelet-sim", "--node",       node,
+                  "--root",          k->root_,      "--kubeconfig", cluster.kubeconfig()};
+  process.stdout_path = k->log_path();
+  absl::StatusOr<std::unique_ptr<ChildProcess>> p = ChildProcess::Start(std::move(process));
+  if (!p.ok()) return p.status();
+  k->process_ = std::move(*p);
+  absl::StatusOr<std::string> ready = k->process_->WaitForLine("KUBELET-SIM READY", 60s);
+  if (!ready.ok()) {
+    return absl::Status(ready.status().code(),
+                        StrCat(ready.status().message(), "\n", TailFile(k->log_path(), 30)));
+  }
+  return k;
+}
+
+absl::StatusOr<Json> KubeletSim::Registered() const {
+  return ReadJson(root_ + "/status/registered.json");
+}
+
+absl::StatusOr<Json> KubeletSim::PodStatus(const std::string& pod_uid) const {
+  return ReadJson(StrCat(root_, "/status/pods/", pod_uid, ".json"));
+}
+
+absl::StatusOr<std::unique_ptr<TestPlugin>> TestPlugin::Start(const KubeletSim& kubelet,
+                                                              TestPluginOptions options) {
+  const char* binary = std::getenv("TESSERA_E2E_TEST_PLUGIN");
+  if (binary == nullptr) return absl::FailedPreconditionError("TESSERA_E2E_TEST_PLUGIN is unset");
+  std::unique_ptr<TestPlugin> t(new TestPlugin());
+  t->options_ = std::move(options);
+  const TestPluginOptions& o = t->options_;
+  t->log_path_ = StrCat(kubelet.root(), "/", o.driver, ".log");
+  t->calls_path_ = StrCat(kubelet.root(), "/", o.driver, ".calls");
+  ProcessOptions process;
+  process.argv = {binary,
+                  "--driver-name",
+                  o.driver,
+                  "--node-name",
+                  o.node,
+                  "--registrar-dir",
+                  kubelet.registry_dir(),
+                  "--plugin-dir",
+                  kubelet.plugin_dir(o.driver),
+                  "--supported-versions",
+                  StrJoin(o.supported_versions, ","),
+                  "--request",
+                  o.request,
+                  "--device",
+                  o.device,
+                  "--cdi-kind",
+                  t->cdi_kind(),
+                  "--fail-prepare",
+                  std::to_string(o.fail_prepare),
+                  "--calls-log",
+                  t->calls_path_};
+  process.stdout_path = t->log_path_;
+  absl::StatusOr<std::unique_ptr<ChildProcess>> p = ChildProcess::Start(std::move(process));
+  if (!p.ok()) return p.status();
+  t->process_ = std::move(*p);
+  absl::StatusOr<std::string> ready = t->process_->WaitForLine("TEST-PLUGIN READY", 30s);
+  if (!ready.ok()) {
+    return absl::Status(ready.status().code(),
+                        StrCat(ready.status().message(), "\n", TailFile(t->log_path_, 30)));
+  }
+  return t;
+}
+
+std::vector<Json> TestPlugin::Calls() const {
+  std::vector<Json> out;
+  std::istringstream lines(ReadFile(calls_path_).value_or(""));
+  for (std::string line; std::getline(lines, line);) {
+    Json parsed = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!parsed.is_discarded()) out.push_back(std::move(parsed));
+  }
+  return out;
+}
+
+}  // namespace tessera::e2e
