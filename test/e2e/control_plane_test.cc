@@ -108,6 +108,30 @@ class ControlPlaneTest : public E2ETest {
   std::string driver_ = Unique("drv") + ".e2e.tessera.dev";
 };
 
+TEST_F(ControlPlaneTest, ServerReportsPinnedVersionAndNodesAreReadyGpuNodes) {
+  CommandResult version = cluster().Kubectl({"get", "--raw", "/version"});
+  ASSERT_TRUE(version.ok()) << version.Describe();
+  Json v = Json::parse(version.out);
+  EXPECT_EQ(v["gitVersion"], cluster().EnvValue("K8S_VERSION"));
+  EXPECT_EQ(v["major"], "1");
+  EXPECT_EQ(v["minor"], "36");
+
+  for (const std::string& name : cluster().nodes()) {
+    absl::StatusOr<Json> node = cluster().GetJson({"node", name});
+    E2E_ASSERT_OK(node.status());
+    const Json& labels = (*node)["metadata"]["labels"];
+    EXPECT_EQ(labels["kubernetes.io/hostname"], name);
+    EXPECT_EQ(labels["feature.node.kubernetes.io/pci-10de.present"], "true");
+    EXPECT_FALSE((*node)["spec"].contains("taints")) << (*node)["spec"].dump();
+    bool ready = false;
+    for (const Json& c : (*node)["status"]["conditions"]) {
+      ready |= c["type"] == "Ready" && c["status"] == "True";
+    }
+    EXPECT_TRUE(ready) << name;
+    EXPECT_EQ((*node)["status"]["nodeInfo"]["kubeletVersion"], cluster().EnvValue("K8S_VERSION"));
+  }
+}
+
 TEST_F(ControlPlaneTest, SchedulerAllocatesNonOverlappingPlacementsThenLeavesThirdPodPending) {
   PublishMigPool("n1");
   CreateClassAndTemplate("mig-3g", "3g.20gb");

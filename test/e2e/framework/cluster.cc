@@ -41,7 +41,8 @@ std::vector<std::string> ListLogs(const std::string& dir) {
 
 Cluster* Cluster::Get() { return g_cluster; }
 
-std::unique_ptr<Cluster> Cluster::Start(const std::vector<std::string>& nodes) {
+std::unique_ptr<Cluster> Cluster::Start(const std::vector<std::string>& nodes,
+                                        const std::vector<std::string>& up_flags) {
   std::unique_ptr<Cluster> c(new Cluster());
   c->nodes_ = nodes;
   c->testenv_ = Getenv("TESSERA_TESTENV");
@@ -66,6 +67,7 @@ std::unique_ptr<Cluster> Cluster::Start(const std::vector<std::string>& nodes) {
   const auto began = Clock::now();
   ProcessOptions process;
   process.argv = {c->testenv_, "up", "--dir", c->dir_, "--nodes", StrJoin(nodes, ",")};
+  process.argv.insert(process.argv.end(), up_flags.begin(), up_flags.end());
   process.stdout_path = c->dir_ + "/up.log";
   absl::StatusOr<std::unique_ptr<ChildProcess>> up = ChildProcess::Start(std::move(process));
   if (!up.ok()) {
@@ -155,7 +157,7 @@ std::string Cluster::LogTails(int lines) const {
 }
 
 void ClusterEnvironment::SetUp() {
-  auto cluster = Cluster::Start(nodes_);
+  auto cluster = Cluster::Start(nodes_, up_flags_);
   if (cluster->available()) {
     std::cerr << "[e2e] control plane " << cluster->EnvValue("K8S_VERSION") << " ready at "
               << cluster->server() << " in " << cluster->start_seconds() << " s (dir "

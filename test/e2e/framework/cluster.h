@@ -31,9 +31,11 @@ using namespace std::chrono_literals;
 
 class Cluster {
  public:
-  // Starts a cluster with the given fake nodes. Never returns null: on failure the cluster is
-  // unavailable and reason() says why (with the tails of the component logs).
-  static std::unique_ptr<Cluster> Start(const std::vector<std::string>& nodes);
+  // Starts a cluster with the given fake nodes and extra `testenv up` flags (e.g.
+  // "--version-skew=1.35"). Never returns null: on failure the cluster is unavailable and
+  // reason() says why (with the tails of the component logs).
+  static std::unique_ptr<Cluster> Start(const std::vector<std::string>& nodes,
+                                        const std::vector<std::string>& up_flags = {});
   // The cluster of this test binary, set by ClusterEnvironment; null before SetUp.
   static Cluster* Get();
 
@@ -79,12 +81,15 @@ class Cluster {
 // Starts the cluster before the first test and stops it after the last.
 class ClusterEnvironment : public ::testing::Environment {
  public:
-  explicit ClusterEnvironment(std::vector<std::string> nodes) : nodes_(std::move(nodes)) {}
+  explicit ClusterEnvironment(std::vector<std::string> nodes,
+                              std::vector<std::string> up_flags = {})
+      : nodes_(std::move(nodes)), up_flags_(std::move(up_flags)) {}
   void SetUp() override;
   void TearDown() override;
 
  private:
   std::vector<std::string> nodes_;
+  std::vector<std::string> up_flags_;
 };
 
 // Polls `condition` until it returns OK or `timeout` passes; returns the last error, saying how
