@@ -313,6 +313,9 @@ absl::Status ValidateModel(const GpuModel& model) {
   if (model.compute_slices < 1 || model.compute_slices > model.memory_slices) {
     return error("computeSlices", StrCat(model.compute_slices, " is not in [1, memorySlices]"));
   }
+  if (model.profiles.size() > 16) {
+    return error("profiles", StrCat(model.profiles.size(), " profiles; at most 16 are supported"));
+  }
   std::set<std::string> names;
   std::set<int> ids;
   for (const GiProfile& p : model.profiles) {

@@ -19,65 +19,87 @@ std::string_view ShareKindName(ShareKind kind) {
   return kind == ShareKind::kMps ? "mps" : "timeslice";
 }
 
+MigSummary::Refusal MigSummary::Check(const GpuModel& model, int profile,
+                                      Placement placement) const {
+  const GiProfile& p = model.profiles[profile];
+  if (std::find(p.placements.begin(), p.placements.end(), placement) == p.placements.end()) {
+    return Refusal::kPlacement;
+  }
+  if (busy) return Refusal::kBusy;
+  if ((used & placement.mask()) != 0) return Refusal::kOverlap;
+  if (count[profile] >= p.max_instances) return Refusal::kCount;
+  if (p.media_extension && media) return Refusal::kMedia;
+  if (!model.four_and_three_coexist) {
+    const std::string& c = p.size_class;
+    for (std::size_t i = 0; i < model.profiles.size(); ++i) {
+      if (count[i] == 0) continue;
+      const std::string& other = model.profiles[i].size_class;
+      if ((c == "4g" && other == "3g") || (c == "3g" && other == "4g")) return Refusal::kFourThree;
+    }
+  }
+  if (compute + p.compute_slices > model.compute_slices) return Refusal::kCompute;
+  return Refusal::kNone;
+}
+
+bool MigSummary::FitsAnywhere(const GpuModel& model, int profile) const {
+  for (const Placement& pl : model.profiles[profile].placements) {
+    if (Fits(model, profile, pl)) return true;
+  }
+  return false;
+}
+
+void MigSummary::Add(const GpuModel& model, int profile, Placement placement) {
+  const GiProfile& p = model.profiles[profile];
+  used |= placement.mask();
+  compute += p.compute_slices;
+  media |= p.media_extension;
+  ++count[profile];
+}
+
 absl::Status GpuState::CheckInstance(int profile, Placement placement) const {
-  if (profile < 0 || profile >= static_cast<int>(model_->profiles.size())) {
+  if (profile < 0 || profile >= static_cast<int>(model_->profiles.size()) ||
+      profile >= MigSummary::kMaxProfiles) {
     return absl::InvalidArgumentError(StrCat("unknown profile index ", profile));
   }
   const GiProfile& p = model_->profiles[profile];
   const std::string what = StrCat(p.name, "@", placement.start);
-  if (std::find(p.placements.begin(), p.placements.end(), placement) == p.placements.end()) {
-    return absl::InvalidArgumentError(
-        StrCat(what, ": placement ", PlacementText(placement), " is not one of ", p.name, "'s"));
-  }
-  if (whole_owner_) {
-    return absl::FailedPreconditionError(
-        StrCat(what, ": the whole GPU is in use by ", *whole_owner_));
-  }
-  for (const Share& s : shares_) {
-    if (!s.host) {
+  switch (mig_.Check(*model_, profile, placement)) {
+    case MigSummary::Refusal::kNone:
+      return absl::OkStatus();
+    case MigSummary::Refusal::kPlacement:
+      return absl::InvalidArgumentError(
+          StrCat(what, ": placement ", PlacementText(placement), " is not one of ", p.name, "'s"));
+    case MigSummary::Refusal::kBusy:
+      if (whole_owner_) {
+        return absl::FailedPreconditionError(
+            StrCat(what, ": the whole GPU is in use by ", *whole_owner_));
+      }
       return absl::FailedPreconditionError(
-          StrCat(what, ": the whole GPU carries ", ShareKindName(s.kind), " shares"));
-    }
+          StrCat(what, ": the whole GPU carries ", ShareKindName(shares_.front().kind), " shares"));
+    case MigSummary::Refusal::kOverlap:
+      return absl::FailedPreconditionError(
+          StrCat(what, ": memory slices overlap instances ", Describe()));
+    case MigSummary::Refusal::kCount:
+      return absl::FailedPreconditionError(
+          StrCat(what, ": ", p.name, " allows at most ", p.max_instances, " instance(s)"));
+    case MigSummary::Refusal::kMedia:
+      return absl::FailedPreconditionError(
+          StrCat(what, ": the GPU's media engines already belong to another +me instance"));
+    case MigSummary::Refusal::kFourThree:
+      return absl::FailedPreconditionError(
+          StrCat(what, ": a 4g and a 3g cannot coexist before driver R510"));
+    case MigSummary::Refusal::kCompute:
+      return absl::FailedPreconditionError(StrCat(what, ": needs ", p.compute_slices,
+                                                  " compute slices, ",
+                                                  model_->compute_slices - mig_.compute, " free"));
   }
-  if ((used_ & placement.mask()) != 0) {
-    return absl::FailedPreconditionError(
-        StrCat(what, ": memory slices overlap instances ", Describe()));
-  }
-  int same = 0;
-  bool media = false, four = false, three = false;
-  for (const Instance& i : instances_) {
-    const GiProfile& other = model_->profiles[i.profile];
-    same += i.profile == profile;
-    media |= other.media_extension;
-    four |= other.size_class == "4g";
-    three |= other.size_class == "3g";
-  }
-  if (same >= p.max_instances) {
-    return absl::FailedPreconditionError(
-        StrCat(what, ": ", p.name, " allows at most ", p.max_instances, " instance(s)"));
-  }
-  if (p.media_extension && media) {
-    return absl::FailedPreconditionError(
-        StrCat(what, ": the GPU's media engines already belong to another +me instance"));
-  }
-  if (!model_->four_and_three_coexist &&
-      ((p.size_class == "4g" && three) || (p.size_class == "3g" && four))) {
-    return absl::FailedPreconditionError(
-        StrCat(what, ": a 4g and a 3g cannot coexist before driver R510"));
-  }
-  if (compute_used_ + p.compute_slices > model_->compute_slices) {
-    return absl::FailedPreconditionError(StrCat(what, ": needs ", p.compute_slices,
-                                                " compute slices, ",
-                                                model_->compute_slices - compute_used_, " free"));
-  }
-  return absl::OkStatus();
+  return absl::InternalError("unreachable");
 }
 
 absl::Status GpuState::AddInstance(int profile, Placement placement, std::string owner) {
   if (absl::Status s = CheckInstance(profile, placement); !s.ok()) return s;
   instances_.push_back({profile, placement, std::move(owner)});
-  used_ |= placement.mask();
-  compute_used_ += model_->profiles[profile].compute_slices;
+  mig_.Add(*model_, profile, placement);
   return absl::OkStatus();
 }
 
@@ -93,17 +115,24 @@ absl::Status GpuState::RemoveInstance(Placement placement) {
           StrCat("instance at ", PlacementText(placement), " still hosts the share of ", s.owner));
     }
   }
-  used_ &= static_cast<SliceMask>(~placement.mask());
-  compute_used_ -= model_->profiles[it->profile].compute_slices;
   instances_.erase(it);
+  Resummarize();
   return absl::OkStatus();
+}
+
+void GpuState::Resummarize() {
+  MigSummary m;
+  for (const Instance& i : instances_) m.Add(*model_, i.profile, i.placement);
+  m.busy = whole_owner_.has_value() ||
+           std::any_of(shares_.begin(), shares_.end(), [](const Share& s) { return !s.host; });
+  mig_ = m;
 }
 
 std::vector<Placement> GpuState::FreePlacements(int profile) const {
   std::vector<Placement> out;
   if (profile < 0 || profile >= static_cast<int>(model_->profiles.size())) return out;
   for (const Placement& p : model_->profiles[profile].placements) {
-    if (CheckInstance(profile, p).ok()) out.push_back(p);
+    if (mig_.Fits(*model_, profile, p)) out.push_back(p);
   }
   return out;
 }
@@ -131,12 +160,14 @@ absl::Status GpuState::CheckWhole() const {
 absl::Status GpuState::AcquireWhole(std::string owner) {
   if (absl::Status s = CheckWhole(); !s.ok()) return s;
   whole_owner_ = std::move(owner);
+  Resummarize();
   return absl::OkStatus();
 }
 
 absl::Status GpuState::ReleaseWhole() {
   if (!whole_owner_) return absl::NotFoundError("the whole GPU is not in use");
   whole_owner_.reset();
+  Resummarize();
   return absl::OkStatus();
 }
 
@@ -221,6 +252,7 @@ absl::Status GpuState::CheckShare(const Share& share, const ShareLimits& limits)
 absl::Status GpuState::AddShare(Share share, const ShareLimits& limits) {
   if (absl::Status s = CheckShare(share, limits); !s.ok()) return s;
   shares_.push_back(std::move(share));
+  Resummarize();
   return absl::OkStatus();
 }
 
@@ -229,6 +261,7 @@ absl::Status GpuState::RemoveShare(std::string_view owner) {
                          [&](const Share& s) { return s.owner == owner; });
   if (it == shares_.end()) return absl::NotFoundError(StrCat("no share of ", owner));
   shares_.erase(it);
+  Resummarize();
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 // one way at a time: whole, MIG instances, or shares of the whole GPU. Shares inside one host are
 // of one kind; MPS shares' memory and compute percentages add up to at most the host's.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,6 +42,37 @@ struct Share {
   std::optional<Placement> host{};
 };
 
+// The part of a GPU's state that decides where MIG instances fit: cheap to copy, so planners can
+// try a placement and score the result without touching the GpuState.
+struct MigSummary {
+  enum class Refusal {
+    kNone,
+    kPlacement,  // not one of the profile's placements
+    kBusy,       // the whole GPU or shares of the whole GPU are in use
+    kOverlap,
+    kCount,      // the profile's instance limit
+    kMedia,      // a second +me instance
+    kFourThree,  // 4g with 3g before R510
+    kCompute,
+  };
+  static constexpr int kMaxProfiles = 16;
+
+  SliceMask used = 0;
+  int compute = 0;
+  bool busy = false;
+  bool media = false;
+  std::array<std::uint8_t, kMaxProfiles> count{};
+
+  Refusal Check(const GpuModel& model, int profile, Placement placement) const;
+  bool Fits(const GpuModel& model, int profile, Placement placement) const {
+    return Check(model, profile, placement) == Refusal::kNone;
+  }
+  // True if some placement of `profile` fits.
+  bool FitsAnywhere(const GpuModel& model, int profile) const;
+  // REQUIRES: Fits(model, profile, placement).
+  void Add(const GpuModel& model, int profile, Placement placement);
+};
+
 struct ShareLimits {
   int max_mps_clients = 48;  // the MPS server's limit per device
   int max_timeslice_shares = 16;
@@ -56,8 +88,10 @@ class GpuState {
   const std::optional<std::string>& whole_owner() const { return whole_owner_; }
 
   // Memory slices taken by MIG instances.
-  SliceMask used_slices() const { return used_; }
-  int compute_slices_used() const { return compute_used_; }
+  SliceMask used_slices() const { return mig_.used; }
+  int compute_slices_used() const { return mig_.compute; }
+  // What decides where instances fit now.
+  const MigSummary& mig() const { return mig_; }
   bool empty() const { return instances_.empty() && shares_.empty() && !whole_owner_; }
 
   // OK if an instance of `profile` can be created at `placement` now; otherwise why not.
@@ -88,13 +122,13 @@ class GpuState {
 
  private:
   std::int64_t HostMemory(const std::optional<Placement>& host) const;
+  void Resummarize();
 
   const GpuModel* model_;
   std::vector<Instance> instances_{};
   std::vector<Share> shares_{};
   std::optional<std::string> whole_owner_;
-  SliceMask used_ = 0;
-  int compute_used_ = 0;
+  MigSummary mig_;
 };
 
 }  // namespace tessera::partitioner
