@@ -56,11 +56,7 @@ double Fragmentation(const MigSummary& m, const GpuModel& model, const Demand& d
   return f;
 }
 
-struct Candidate {
-  Choice choice;
-  // Lower is better, compared in order.
-  std::tuple<double, double, double, double, double> key;
-};
+using Candidate = Placer::Scored;
 
 std::string GpuName(int gpu) { return StrCat("gpu-", gpu); }
 
@@ -124,12 +120,12 @@ std::string Request::ToString() const {
   return "?";
 }
 
-double Request::ComputeSlices(const GpuModel& model) const {
+double Request::ComputeSlices(const GpuModel& model, const ShareLimits& limits) const {
   switch (kind) {
     case Kind::kWhole:
       return model.compute_slices;
     case Kind::kTimeSlice:
-      return 1;
+      return static_cast<double>(model.compute_slices) / std::max(1, limits.max_timeslice_shares);
     case Kind::kMps:
       return model.compute_slices * compute_percent / 100.0;
     case Kind::kMig: {
@@ -176,6 +172,13 @@ Demand Demand::Uniform() {
 }
 
 std::vector<Choice> Placer::Rank(std::span<const GpuState> gpus, const Request& request) const {
+  std::vector<Choice> out;
+  for (const Scored& s : RankScored(gpus, request)) out.push_back(s.choice);
+  return out;
+}
+
+std::vector<Placer::Scored> Placer::RankScored(std::span<const GpuState> gpus,
+                                               const Request& request) const {
   std::vector<Candidate> candidates;
   auto name_key = [&](int gpu) {
     // Position of the GPU in string order of device names.
@@ -200,14 +203,14 @@ std::vector<Choice> Placer::Rank(std::span<const GpuState> gpus, const Request& 
           Candidate c{{g, profile, pl}, {}};
           switch (policy_) {
             case Policy::kFirstFit:
-              c.key = {double(g), double(pl.start), 0, 0, 0};
+              c.score = {double(g), double(pl.start), 0, 0, 0};
               break;
             case Policy::kNameSorted:
-              c.key = {name_key(g), double(pl.start), 0, 0, 0};
+              c.score = {name_key(g), double(pl.start), 0, 0, 0};
               break;
             case Policy::kBestFit:
-              c.key = {fullness, double(HoleSize(before, model, pl)), double(g), double(pl.start),
-                       0};
+              c.score = {fullness, double(HoleSize(before, model, pl)), double(g), double(pl.start),
+                         0};
               break;
             case Policy::kFgd:
             case Policy::kTessera: {
@@ -216,10 +219,10 @@ std::vector<Choice> Placer::Rank(std::span<const GpuState> gpus, const Request& 
               after.Add(model, profile, pl);
               const double growth = Fragmentation(after, model, demand_) - f_before;
               if (policy_ == Policy::kFgd) {
-                c.key = {growth, double(g), double(pl.start), 0, 0};
+                c.score = {growth, double(g), double(pl.start), 0, 0};
               } else {
-                c.key = {growth, fullness, double(HoleSize(before, model, pl)), double(g),
-                         double(pl.start)};
+                c.score = {growth, fullness, double(HoleSize(before, model, pl)), double(g),
+                           double(pl.start)};
               }
               break;
             }
@@ -244,16 +247,16 @@ std::vector<Choice> Placer::Rank(std::span<const GpuState> gpus, const Request& 
         if (!gpu.CheckShare(share, limits_).ok()) break;
         Candidate c{{g, -1, {}}, {}};
         if (policy_ == Policy::kFirstFit) {
-          c.key = {double(g), 0, 0, 0, 0};
+          c.score = {double(g), 0, 0, 0, 0};
         } else if (policy_ == Policy::kNameSorted) {
-          c.key = {name_key(g), 0, 0, 0, 0};
+          c.score = {name_key(g), 0, 0, 0, 0};
         } else {
           // Join the GPU whose shares leave the least behind; open an empty GPU last.
           const bool opened = !gpu.shares().empty();
           const double left = request.kind == Request::Kind::kMps
                                   ? gpu.FreeSharePercent(std::nullopt) - request.compute_percent
                                   : -static_cast<double>(gpu.shares().size());
-          c.key = {opened ? 0.0 : 1.0, left, double(g), 0, 0};
+          c.score = {opened ? 0.0 : 1.0, left, double(g), 0, 0};
         }
         candidates.push_back(c);
         break;
@@ -261,11 +264,8 @@ std::vector<Choice> Placer::Rank(std::span<const GpuState> gpus, const Request& 
     }
   }
   std::stable_sort(candidates.begin(), candidates.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
-  std::vector<Choice> out;
-  out.reserve(candidates.size());
-  for (const Candidate& c : candidates) out.push_back(c.choice);
-  return out;
+                   [](const Candidate& a, const Candidate& b) { return a.score < b.score; });
+  return candidates;
 }
 
 absl::StatusOr<Choice> Placer::Place(std::span<const GpuState> gpus, const Request& request) const {

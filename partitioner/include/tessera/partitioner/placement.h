@@ -13,12 +13,14 @@
 //   best-fit     the fullest GPU, then the smallest free aligned block that holds the placement;
 //   fgd          the smallest growth of expected fragmentation under the demand mix (FGD, Weng et
 //                al. ATC '23, adapted to MIG slices), then best-fit;
-//   tessera      the project's choice (see docs/partitioner.md): fgd with best-fit tie-breaks.
+//   tessera      fgd with best-fit tie-breaks; in a cluster, the controller also publishes each
+//                request class only on the node where it fits best (see simulator.h).
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -38,8 +40,8 @@ struct Request {
   static absl::StatusOr<Request> Parse(std::string_view text);
   std::string ToString() const;
   // Compute slices the request occupies on `model` (MPS: its percentage of the GPU's slices;
-  // time-slice: one slice), for weighted metrics.
-  double ComputeSlices(const GpuModel& model) const;
+  // time-slice: the GPU's slices divided by the share limit), for weighted metrics.
+  double ComputeSlices(const GpuModel& model, const ShareLimits& limits = {}) const;
 };
 
 enum class Policy { kFirstFit, kNameSorted, kBestFit, kFgd, kTessera };
@@ -71,6 +73,15 @@ class Placer {
   absl::StatusOr<Choice> Place(std::span<const GpuState> gpus, const Request& request) const;
   // Every feasible choice, best first.
   std::vector<Choice> Rank(std::span<const GpuState> gpus, const Request& request) const;
+
+  // How good a choice is; lower is better, comparable across nodes of one cluster.
+  using Score = std::tuple<double, double, double, double, double>;
+  struct Scored {
+    Choice choice;
+    Score score;
+  };
+  // Every feasible choice with its score, best first.
+  std::vector<Scored> RankScored(std::span<const GpuState> gpus, const Request& request) const;
 
  private:
   Policy policy_;

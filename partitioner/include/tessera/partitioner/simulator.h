@@ -1,0 +1,85 @@
+#ifndef TESSERA_PARTITIONER_SIMULATOR_H_
+#define TESSERA_PARTITIONER_SIMULATOR_H_
+
+// The cluster simulator behind `tessera-sim`: replays a trace of requests against a cluster of
+// nodes and reports blocking and utilisation for a placement policy. It models what the real
+// system can do: the scheduler picks the node among those that still publish a device that fits
+// (`spread`: the least-used node, as least-allocated scoring does; `random`: any), and within the
+// node the first published device that fits wins, so a policy only decides the order in which each
+// node publishes its devices. `first-fit` alone is one flat cluster-wide first fit, an idealised
+// packer no scheduler performs, kept as a reference.
+
+#include <cstdint>
+#include <istream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tessera/partitioner/placement.h"
+
+namespace tessera::partitioner {
+
+struct ClusterSpec {
+  struct Node {
+    const GpuModel* model = nullptr;
+    int gpus = 0;
+  };
+  std::vector<Node> nodes{};
+
+  // "a100-40gb:64,h100-80gb:32" with `gpus_per_node` GPUs per node (the last node of a model may
+  // have fewer). Errors name the entry and list the known models.
+  static absl::StatusOr<ClusterSpec> Parse(std::string_view text, int gpus_per_node);
+  int total_gpus() const;
+  double total_compute_slices() const;
+};
+
+struct TraceEntry {
+  double arrival = 0;   // seconds
+  double duration = 0;  // seconds
+  Request request;
+};
+
+// CSV with the header "arrival,duration,request". Errors name the line and what is wrong;
+// arrivals must not decrease.
+absl::StatusOr<std::vector<TraceEntry>> ParseTrace(std::istream& in);
+std::string FormatTrace(const std::vector<TraceEntry>& trace);
+
+// The demand mix of a trace, for fragmentation-aware policies.
+Demand DemandOf(const std::vector<TraceEntry>& trace);
+
+enum class NodeChoice { kSpread, kRandom };
+absl::StatusOr<NodeChoice> ParseNodeChoice(std::string_view name);
+
+struct SimOptions {
+  Policy policy = Policy::kTessera;
+  NodeChoice node_choice = NodeChoice::kSpread;
+  std::uint64_t seed = 1;
+};
+
+struct SimResult {
+  std::int64_t requests = 0;
+  std::int64_t blocked = 0;
+  double blocking_rate = 0;
+  // Blocked compute-slice-seconds over offered compute-slice-seconds.
+  double weighted_blocking_rate = 0;
+  // Time-averaged fraction of the cluster's compute slices in use.
+  double mean_slice_utilization = 0;
+  std::int64_t mig_creates = 0;
+  std::int64_t mig_destroys = 0;
+  double place_us_p50 = 0;
+  double place_us_p99 = 0;
+  // The same trace against one pool of compute slices with no placement rules at all.
+  double lower_bound_weighted_blocking_rate = 0;
+  // Offered compute-slice-seconds inside the trace's window / (slices × window).
+  double offered_load = 0;
+
+  std::string ToJson() const;
+};
+
+SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& trace,
+                   const SimOptions& options);
+
+}  // namespace tessera::partitioner
+
+#endif  // TESSERA_PARTITIONER_SIMULATOR_H_
