@@ -12,14 +12,13 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "reference_model.h"
 #include "tessera/api/strings.h"
 #include "tessera/partitioner/catalogue.h"
 #include "tessera/partitioner/gpu_state.h"
 
 namespace tessera::partitioner {
 namespace {
-
-using Layout = std::vector<std::pair<int, int>>;  // sorted (profile index, start)
 
 struct Enumeration {
   std::set<Layout> feasible;  // every non-empty reachable layout
@@ -31,28 +30,6 @@ Layout LayoutOf(const GpuState& s) {
   for (const Instance& i : s.instances()) out.emplace_back(i.profile, i.placement.start);
   std::sort(out.begin(), out.end());
   return out;
-}
-
-// Independent of GpuState: what makes a layout valid, straight from the rules.
-std::string ReferenceViolation(const GpuModel& m, const Layout& layout) {
-  unsigned used = 0;
-  int compute = 0, media = 0;
-  std::map<int, int> count;
-  for (const auto& [profile, start] : layout) {
-    const GiProfile& p = m.profiles[profile];
-    const bool allowed = std::any_of(p.placements.begin(), p.placements.end(),
-                                     [&](const Placement& pl) { return pl.start == start; });
-    if (!allowed) return StrCat(p.name, " may not start at ", start);
-    const unsigned bits = ((1u << p.memory_slices) - 1u) << start;
-    if (used & bits) return StrCat(p.name, "@", start, " overlaps");
-    used |= bits;
-    compute += p.compute_slices;
-    media += p.media_extension ? 1 : 0;
-    if (++count[profile] > p.max_instances) return StrCat("too many ", p.name);
-  }
-  if (compute > m.compute_slices) return StrCat("compute ", compute, " > ", m.compute_slices);
-  if (media > 1) return "two +me instances";
-  return "";
 }
 
 void Explore(const GpuModel& m, const std::vector<int>& profiles, GpuState& state,
