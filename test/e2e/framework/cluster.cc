@@ -50,10 +50,11 @@ std::unique_ptr<Cluster> Cluster::Start(const std::vector<std::string>& nodes,
     c->reason_ =
         "testenv not built (Go not found when CMake configured the build; install Go 1.26 "
         "and reconfigure)";
+    c->not_built_ = true;
     return c;
   }
   if (access(c->testenv_.c_str(), X_OK) != 0) {
-    c->reason_ = StrCat("testenv not built: ", c->testenv_, " is not an executable file");
+    c->reason_ = StrCat("testenv binary missing: ", c->testenv_, " is not an executable file");
     return c;
   }
   // Short: kubelet-sim roots and plugin sockets live below it (108-byte socket path limit).
@@ -190,7 +191,8 @@ absl::Status Eventually(const std::function<absl::Status()>& condition,
 void E2ETest::SetUp() {
   Cluster* c = Cluster::Get();
   if (c == nullptr) GTEST_SKIP() << "no cluster: ClusterEnvironment is not registered";
-  if (!c->available()) GTEST_SKIP() << "skipped: " << c->reason();
+  if (c->not_built()) GTEST_SKIP() << "skipped: " << c->reason();
+  ASSERT_TRUE(c->available()) << "no cluster: " << c->reason();
   ns_ = Unique("e2e");
   CommandResult r = c->Kubectl({"create", "namespace", ns_});
   ASSERT_TRUE(r.ok()) << "create namespace " << ns_ << ": " << r.Describe();

@@ -45,6 +45,9 @@ class Cluster {
   ~Cluster();
 
   bool available() const { return up_ != nullptr && reason_.empty(); }
+  // True when the environment was never built (no Go): tests skip. Any other unavailability is a
+  // failure, so a broken control plane cannot pass as skipped.
+  bool not_built() const { return not_built_; }
   const std::string& reason() const { return reason_; }
   const std::string& dir() const { return dir_; }
   const std::string& testenv() const { return testenv_; }
@@ -72,6 +75,7 @@ class Cluster {
   std::string testenv_;
   std::string dir_;
   std::string reason_;
+  bool not_built_ = false;
   std::vector<std::string> nodes_;
   std::map<std::string, std::string> env_;
   std::unique_ptr<ChildProcess> up_;
