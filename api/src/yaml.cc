@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <regex>
 
@@ -174,6 +175,23 @@ absl::StatusOr<std::vector<Json>> ParseYamlDocuments(std::string_view text) {
   if (size_t valid = ValidUtf8Prefix(text); valid != text.size()) {
     return absl::InvalidArgumentError(
         StrCat("invalid YAML: not UTF-8 at byte ", valid, " (Kubernetes objects are UTF-8 text)"));
+  }
+  // YAML allows no raw C0 control characters but tab, LF and CR (escapes in double-quoted strings
+  // are fine). yaml-cpp reads some anyway and turns a NUL followed by text into bytes that are not
+  // UTF-8 (found by fuzz_crd_yaml), so refuse them up front, with their position. DEL (0x7F) is
+  // left alone: yaml-cpp reads and writes it unchanged.
+  for (size_t i = 0, line = 1, column = 1; i < text.size(); ++i, ++column) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++line;
+      column = 0;
+    } else if (c < 0x20 && c != '\t' && c != '\r') {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "0x%02X", c);
+      return absl::InvalidArgumentError(
+          StrCat("invalid YAML at line ", line, ", column ", column, ": control character ", hex,
+                 " (write it as an escape in a double-quoted string)"));
+    }
   }
   std::vector<Json> out;
   std::string document;

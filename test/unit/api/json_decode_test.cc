@@ -122,6 +122,28 @@ TEST(YamlTest, EmitsYamlThatReadsBackToTheSameJson) {
   EXPECT_EQ(*back, in);
 }
 
+// Found by fuzz_crd_yaml: control characters (here \x02 and NUL) inside a string value.
+TEST(YamlTest, ControlCharactersInStringsSurviveTheRoundTrip) {
+  for (const std::string& s : {std::string("a\x02b", 3), std::string("a\0b", 3),
+                               std::string("00i\x02\0NULL5", 10), std::string("\t\r\x1b\x7f", 4)}) {
+    const Json in = {{"k", s}};
+    absl::StatusOr<Json> back = ParseYaml(ToYaml(in));
+    ASSERT_TRUE(back.ok()) << back.status() << "\n" << ToYaml(in);
+    EXPECT_EQ(*back, in) << ToYaml(in);
+  }
+}
+
+TEST(YamlTest, RawControlCharactersAreRejectedWithTheirPosition) {
+  absl::StatusOr<Json> j = ParseYaml(std::string("a: 1\nb: x\x02\0NULL\n", 16));
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(ErrorOf(j.status()),
+            "invalid YAML at line 2, column 5: control character 0x02 (write it as an escape in a "
+            "double-quoted string)");
+  absl::StatusOr<Json> escaped = ParseYaml("a: \"x\\x02\\0y\"\n");
+  ASSERT_TRUE(escaped.ok()) << escaped.status();
+  EXPECT_EQ((*escaped)["a"], std::string("x\x02\0y", 4));
+}
+
 TEST(YamlTest, ErrorLinesCountFromTheStartOfTheFile) {
   absl::StatusOr<std::vector<Json>> docs = ParseYamlDocuments("a: 1\n---\nb: 2\nb: 3\n");
   ASSERT_FALSE(docs.ok());
