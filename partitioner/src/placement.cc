@@ -6,21 +6,18 @@
 #include <tuple>
 
 #include "tessera/api/strings.h"
+#include "text.h"
 
 namespace tessera::partitioner {
 namespace {
 
+constexpr Policy kPolicies[] = {Policy::kFirstFit, Policy::kNameSorted, Policy::kBestFit,
+                                Policy::kFgd, Policy::kTessera};
+
 constexpr std::string_view kMigClasses[] = {"1g", "1g+me", "1g.2x", "2g", "3g", "4g", "7g"};
 
-bool ParseInt(std::string_view text, int* out) {
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && ptr == text.data() + text.size();
-}
-
-bool ParsePositiveDouble(std::string_view text, double* out) {
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(*out) && *out > 0;
-}
+using internal::ParseFiniteDouble;
+using internal::ParseInt;
 
 // The size of the largest free aligned block of memory slices that contains `p` (p's own size if
 // only p is free). A smaller hole is a tighter fit.
@@ -88,7 +85,7 @@ absl::StatusOr<Request> Request::Parse(std::string_view text) {
     const auto colon = rest.find(':');
     if (colon == std::string_view::npos) return bad("expected mps:<memory GiB>:<compute percent>");
     double gib = 0;
-    if (!ParsePositiveDouble(rest.substr(0, colon), &gib)) {
+    if (!ParseFiniteDouble(rest.substr(0, colon), &gib) || gib <= 0) {
       return bad(StrCat("memory \"", rest.substr(0, colon), "\" is not a positive number of GiB"));
     }
     if (!ParseInt(rest.substr(colon + 1), &r.compute_percent) || r.compute_percent < 1 ||
@@ -161,7 +158,11 @@ std::string_view PolicyName(Policy policy) {
   return "?";
 }
 
-std::string PolicyNames() { return "first-fit, name-sorted, best-fit, fgd, tessera"; }
+std::string PolicyNames() {
+  std::vector<std::string_view> names;
+  for (Policy p : kPolicies) names.push_back(PolicyName(p));
+  return StrJoin(names, ", ");
+}
 
 Demand Demand::Uniform() {
   Demand d;
@@ -180,13 +181,18 @@ std::vector<Choice> Placer::Rank(std::span<const GpuState> gpus, const Request& 
 std::vector<Placer::Scored> Placer::RankScored(std::span<const GpuState> gpus,
                                                const Request& request) const {
   std::vector<Candidate> candidates;
-  auto name_key = [&](int gpu) {
-    // Position of the GPU in string order of device names.
-    const std::string name = GpuName(gpu);
-    double rank = 0;
-    for (std::size_t g = 0; g < gpus.size(); ++g) rank += GpuName(static_cast<int>(g)) < name;
-    return rank;
-  };
+  // Position of each GPU in string order of device names, computed once per call.
+  std::vector<double> name_rank;
+  if (policy_ == Policy::kNameSorted) {
+    std::vector<std::pair<std::string, int>> names;
+    for (std::size_t g = 0; g < gpus.size(); ++g) {
+      names.emplace_back(GpuName(static_cast<int>(g)), static_cast<int>(g));
+    }
+    std::sort(names.begin(), names.end());
+    name_rank.resize(gpus.size());
+    for (std::size_t k = 0; k < names.size(); ++k) name_rank[names[k].second] = double(k);
+  }
+  auto name_key = [&](int gpu) { return name_rank[gpu]; };
   for (std::size_t gi = 0; gi < gpus.size(); ++gi) {
     const int g = static_cast<int>(gi);
     const GpuState& gpu = gpus[gi];

@@ -11,11 +11,12 @@
 
 #include "nlohmann/json.hpp"
 #include "tessera/api/strings.h"
+#include "text.h"
 
 namespace tessera::partitioner {
 namespace {
 
-bool ParseNumber(std::string_view text, double* out) {
+bool ParseFiniteDouble(std::string_view text, double* out) {
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
   return ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(*out);
 }
@@ -68,7 +69,8 @@ absl::StatusOr<ClusterSpec> ClusterSpec::Parse(std::string_view text, int gpus_p
                                                "\" (known: ", BuiltinModelKeys(), ")"));
     }
     double count = 0;
-    if (!ParseNumber(entry.substr(colon + 1), &count) || count < 1 || count != std::floor(count)) {
+    if (!ParseFiniteDouble(entry.substr(colon + 1), &count) || count < 1 ||
+        count != std::floor(count)) {
       return absl::InvalidArgumentError(StrCat("--cluster entry \"", entry, "\": GPU count \"",
                                                entry.substr(colon + 1),
                                                "\" is not a positive integer"));
@@ -119,10 +121,10 @@ absl::StatusOr<std::vector<TraceEntry>> ParseTrace(std::istream& in) {
     }
     if (fields.size() != 3) return bad(StrCat("expected 3 fields, got ", fields.size()));
     TraceEntry e;
-    if (!ParseNumber(fields[0], &e.arrival) || e.arrival < 0) {
+    if (!ParseFiniteDouble(fields[0], &e.arrival) || e.arrival < 0) {
       return bad(StrCat("arrival \"", fields[0], "\" is not a non-negative number"));
     }
-    if (!ParseNumber(fields[1], &e.duration) || e.duration <= 0) {
+    if (!ParseFiniteDouble(fields[1], &e.duration) || e.duration <= 0) {
       return bad(StrCat("duration \"", fields[1], "\" is not a positive number"));
     }
     absl::StatusOr<Request> r = Request::Parse(fields[2]);

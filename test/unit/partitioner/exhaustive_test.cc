@@ -68,6 +68,13 @@ std::multiset<std::string> Multiset(const GpuModel& m, const Layout& layout) {
   return out;
 }
 
+// The number of distinct multisets among `layouts`.
+std::size_t DistinctMultisets(const GpuModel& m, const std::set<Layout>& layouts) {
+  std::set<std::multiset<std::string>> multisets;
+  for (const Layout& l : layouts) multisets.insert(Multiset(m, l));
+  return multisets.size();
+}
+
 // Every refusal is correct too: a layout the reference accepts is never refused.
 void ExpectNoFalseRefusals(const GpuModel& m, const std::vector<std::string>& classes,
                            const Enumeration& e) {
@@ -100,11 +107,8 @@ TEST_P(ExhaustiveTest, ClassicProfilesGive297LayoutsAnd19Maximal) {
   Enumeration e = Enumerate(m, kClassic);
   EXPECT_EQ(e.feasible.size(), 297u);
   EXPECT_EQ(e.maximal.size(), 19u);
-  std::set<std::multiset<std::string>> maximal_multisets, feasible_multisets;
-  for (const Layout& l : e.maximal) maximal_multisets.insert(Multiset(m, l));
-  for (const Layout& l : e.feasible) feasible_multisets.insert(Multiset(m, l));
-  EXPECT_EQ(maximal_multisets.size(), 14u);
-  EXPECT_EQ(feasible_multisets.size(), 37u);
+  EXPECT_EQ(DistinctMultisets(m, e.maximal), 14u);
+  EXPECT_EQ(DistinctMultisets(m, e.feasible), 37u);
   ExpectNoFalseRefusals(m, kClassic, e);
 }
 
@@ -113,11 +117,8 @@ TEST_P(ExhaustiveTest, WithDoubleMemoryOneGThereAre722LayoutsAnd78Maximal) {
   Enumeration e = Enumerate(m, kWithDouble);
   EXPECT_EQ(e.feasible.size(), 722u);
   EXPECT_EQ(e.maximal.size(), 78u);
-  std::set<std::multiset<std::string>> maximal_multisets, feasible_multisets;
-  for (const Layout& l : e.maximal) maximal_multisets.insert(Multiset(m, l));
-  for (const Layout& l : e.feasible) feasible_multisets.insert(Multiset(m, l));
-  EXPECT_EQ(maximal_multisets.size(), 38u);
-  EXPECT_EQ(feasible_multisets.size(), 77u);
+  EXPECT_EQ(DistinctMultisets(m, e.maximal), 38u);
+  EXPECT_EQ(DistinctMultisets(m, e.feasible), 77u);
   ExpectNoFalseRefusals(m, kWithDouble, e);
 }
 
@@ -181,9 +182,7 @@ TEST(ExhaustiveA30Test, FiveMaximalLayoutsOnFourSlots) {
   const GpuModel& m = *FindBuiltinModel("a30-24gb");
   Enumeration e = Enumerate(m, {"1g", "2g", "4g"});
   EXPECT_EQ(e.maximal.size(), 5u);
-  std::set<std::multiset<std::string>> multisets;
-  for (const Layout& l : e.maximal) multisets.insert(Multiset(m, l));
-  EXPECT_EQ(multisets.size(), 4u);
+  EXPECT_EQ(DistinctMultisets(m, e.maximal), 4u);
 }
 
 }  // namespace
