@@ -58,16 +58,16 @@ struct DeviceAttribute {
 
 struct CapacityRequestPolicyRange {
   Quantity min;
-  std::optional<Quantity> max;
-  std::optional<Quantity> step;
+  std::optional<Quantity> max{};
+  std::optional<Quantity> step{};
   bool operator==(const CapacityRequestPolicyRange&) const = default;
 };
 
 // At most one of valid_values / valid_range.
 struct CapacityRequestPolicy {
-  std::optional<Quantity> default_value;
-  std::vector<Quantity> valid_values;
-  std::optional<CapacityRequestPolicyRange> valid_range;
+  std::optional<Quantity> default_value{};
+  std::vector<Quantity> valid_values{};
+  std::optional<CapacityRequestPolicyRange> valid_range{};
   bool operator==(const CapacityRequestPolicy&) const = default;
 };
 
@@ -84,7 +84,7 @@ struct Counter {
 
 struct CounterSet {
   std::string name;
-  std::map<std::string, Counter> counters;
+  std::map<std::string, Counter> counters{};
   bool operator==(const CounterSet&) const = default;
 };
 
