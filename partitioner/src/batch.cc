@@ -16,8 +16,8 @@ namespace {
 std::string Owner(std::size_t request) { return StrCat("batch-", request); }
 
 // GPUs with equal signatures are interchangeable for every later request.
-using Signature = std::tuple<const GpuModel*, SliceMask, int, bool, bool, std::array<std::uint8_t, 16>,
-                             std::size_t, std::int64_t, int, bool>;
+using Signature = std::tuple<const GpuModel*, SliceMask, int, bool, bool,
+                             std::array<std::uint8_t, 16>, std::size_t, std::int64_t, int, bool>;
 
 Signature SignatureOf(const GpuState& g) {
   std::int64_t memory = 0;
@@ -29,33 +29,45 @@ Signature SignatureOf(const GpuState& g) {
     timeslice |= s.kind == ShareKind::kTimeSlice;
   }
   // Shares inside instances make instances distinguishable; fall back to the GPU's identity.
-  const bool nested = std::any_of(g.shares().begin(), g.shares().end(), [](const Share& s) { return s.host.has_value(); });
+  const bool nested = std::any_of(g.shares().begin(), g.shares().end(),
+                                  [](const Share& s) { return s.host.has_value(); });
   const MigSummary& m = g.mig();
-  return {nested ? nullptr : &g.model(), m.used, m.compute, m.busy, m.media, m.count,
-          g.shares().size(), memory, percent, timeslice || g.whole_owner().has_value()};
+  return {nested ? nullptr : &g.model(),
+          m.used,
+          m.compute,
+          m.busy,
+          m.media,
+          m.count,
+          g.shares().size(),
+          memory,
+          percent,
+          timeslice || g.whole_owner().has_value()};
 }
 
 // The requests' indices, largest first (compute slices on the first GPU's model), stable.
-std::vector<std::size_t> LargestFirst(std::span<const GpuState> gpus, std::span<const Request> requests,
-                                      const Placer& placer, std::vector<double>* slices) {
+std::vector<std::size_t> LargestFirst(std::span<const GpuState> gpus,
+                                      std::span<const Request> requests, const Placer& placer,
+                                      std::vector<double>* slices) {
   slices->assign(requests.size(), 0);
   for (std::size_t i = 0; i < requests.size(); ++i) {
     (*slices)[i] = gpus.empty() ? 0 : requests[i].ComputeSlices(gpus[0].model(), placer.limits());
   }
   std::vector<std::size_t> order(requests.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return (*slices)[a] > (*slices)[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return (*slices)[a] > (*slices)[b]; });
   return order;
 }
 
 class ExactSearch {
  public:
-  ExactSearch(std::span<const GpuState> gpus, std::span<const Request> requests, const Placer& placer,
-              std::int64_t budget)
+  ExactSearch(std::span<const GpuState> gpus, std::span<const Request> requests,
+              const Placer& placer, std::int64_t budget)
       : states_(gpus.begin(), gpus.end()), requests_(requests), placer_(placer), budget_(budget) {
     order_ = LargestFirst(gpus, requests, placer, &slices_);
     suffix_slices_.assign(order_.size() + 1, 0);
-    for (std::size_t k = order_.size(); k-- > 0;) suffix_slices_[k] = suffix_slices_[k + 1] + slices_[order_[k]];
+    for (std::size_t k = order_.size(); k-- > 0;)
+      suffix_slices_[k] = suffix_slices_[k + 1] + slices_[order_[k]];
     current_.choices.assign(requests.size(), std::nullopt);
     best_ = current_;
     best_.placed = -1;
@@ -71,7 +83,8 @@ class ExactSearch {
 
  private:
   bool Better(int placed, double slices) const {
-    return placed > best_.placed || (placed == best_.placed && slices > best_.compute_slices + 1e-9);
+    return placed > best_.placed ||
+           (placed == best_.placed && slices > best_.compute_slices + 1e-9);
   }
 
   void Visit(std::size_t k) {
@@ -127,7 +140,8 @@ class ExactSearch {
 };
 
 void EnumerateMaximal(const GpuModel& model, const MigSummary& state, std::size_t from,
-                      const std::vector<std::pair<int, Placement>>& items, std::vector<LayoutEntry>& current,
+                      const std::vector<std::pair<int, Placement>>& items,
+                      std::vector<LayoutEntry>& current,
                       const std::function<void(const std::vector<LayoutEntry>&)>& visit) {
   bool extended = false;
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -144,8 +158,8 @@ void EnumerateMaximal(const GpuModel& model, const MigSummary& state, std::size_
   if (!extended && !current.empty()) visit(current);
 }
 
-bool ArrangeFrom(const GpuModel& model, const std::vector<int>& profiles, std::size_t k, MigSummary& state,
-                 std::vector<LayoutEntry>& out) {
+bool ArrangeFrom(const GpuModel& model, const std::vector<int>& profiles, std::size_t k,
+                 MigSummary& state, std::vector<LayoutEntry>& out) {
   if (k == profiles.size()) return true;
   for (const Placement& pl : model.profiles[profiles[k]].placements) {
     if (!state.Fits(model, profiles[k], pl)) continue;
@@ -161,8 +175,8 @@ bool ArrangeFrom(const GpuModel& model, const std::vector<int>& profiles, std::s
 
 }  // namespace
 
-BatchPlan PlanBatchExact(std::span<const GpuState> gpus, std::span<const Request> requests, const Placer& placer,
-                         std::int64_t node_budget) {
+BatchPlan PlanBatchExact(std::span<const GpuState> gpus, std::span<const Request> requests,
+                         const Placer& placer, std::int64_t node_budget) {
   return ExactSearch(gpus, requests, placer, node_budget).Run();
 }
 
@@ -177,7 +191,8 @@ BatchPlan PlanBatchHeuristic(std::span<const GpuState> gpus, std::span<const Req
   // arrival order is what the scheduler would do), each at the Placer's choice; the best wins.
   BatchPlan best;
   best.placed = -1;
-  for (const std::vector<std::size_t>* order : std::initializer_list<const std::vector<std::size_t>*>{&largest, &smallest, &arrival}) {
+  for (const std::vector<std::size_t>* order :
+       std::initializer_list<const std::vector<std::size_t>*>{&largest, &smallest, &arrival}) {
     std::vector<GpuState> states(gpus.begin(), gpus.end());
     BatchPlan plan;
     plan.choices.assign(requests.size(), std::nullopt);
@@ -188,15 +203,16 @@ BatchPlan PlanBatchHeuristic(std::span<const GpuState> gpus, std::span<const Req
       ++plan.placed;
       plan.compute_slices += slices[r];
     }
-    if (plan.placed > best.placed || (plan.placed == best.placed && plan.compute_slices > best.compute_slices)) {
+    if (plan.placed > best.placed ||
+        (plan.placed == best.placed && plan.compute_slices > best.compute_slices)) {
       best = std::move(plan);
     }
   }
   return best;
 }
 
-BatchPlan PlanBatch(std::span<const GpuState> gpus, std::span<const Request> requests, const Placer& placer,
-                    const BatchOptions& options) {
+BatchPlan PlanBatch(std::span<const GpuState> gpus, std::span<const Request> requests,
+                    const Placer& placer, const BatchOptions& options) {
   if (static_cast<int>(requests.size()) <= options.exact_max_requests) {
     BatchPlan exact = PlanBatchExact(gpus, requests, placer, options.exact_node_budget);
     if (exact.exact) return exact;
@@ -205,7 +221,8 @@ BatchPlan PlanBatch(std::span<const GpuState> gpus, std::span<const Request> req
   return heuristic;
 }
 
-double LayoutCoverage(const GpuModel& model, const Demand& demand, std::span<const LayoutEntry> layout) {
+double LayoutCoverage(const GpuModel& model, const Demand& demand,
+                      std::span<const LayoutEntry> layout) {
   std::map<std::string, double> offered;  // compute slices per class
   for (const LayoutEntry& e : layout) {
     const GiProfile& p = model.profiles[e.profile];
@@ -236,28 +253,33 @@ std::vector<LayoutEntry> BestStaticLayout(const GpuModel& model, const Demand& d
   std::vector<LayoutEntry> best;
   std::tuple<double, int, int> best_score{-1, 0, 0};
   std::vector<LayoutEntry> current;
-  EnumerateMaximal(model, MigSummary{}, 0, items, current, [&](const std::vector<LayoutEntry>& layout) {
-    int compute = 0;
-    for (const LayoutEntry& e : layout) compute += model.profiles[e.profile].compute_slices;
-    const std::tuple<double, int, int> score{std::round(LayoutCoverage(model, demand, layout) * 1e9) / 1e9, compute,
-                                             -static_cast<int>(layout.size())};
-    if (score > best_score) {
-      best_score = score;
-      best = layout;
-    }
-  });
+  EnumerateMaximal(model, MigSummary{}, 0, items, current,
+                   [&](const std::vector<LayoutEntry>& layout) {
+                     int compute = 0;
+                     for (const LayoutEntry& e : layout)
+                       compute += model.profiles[e.profile].compute_slices;
+                     const std::tuple<double, int, int> score{
+                         std::round(LayoutCoverage(model, demand, layout) * 1e9) / 1e9, compute,
+                         -static_cast<int>(layout.size())};
+                     if (score > best_score) {
+                       best_score = score;
+                       best = layout;
+                     }
+                   });
   return best;
 }
 
-absl::StatusOr<std::vector<LayoutEntry>> ArrangeLayout(const GpuModel& model, std::span<const std::string> profiles) {
+absl::StatusOr<std::vector<LayoutEntry>> ArrangeLayout(const GpuModel& model,
+                                                       std::span<const std::string> profiles) {
   std::vector<int> indices;
   for (const std::string& name : profiles) {
     const int i = model.ProfileIndex(name);
     if (i < 0) {
       std::vector<std::string> names;
       for (const GiProfile& p : model.profiles) names.push_back(p.name);
-      return absl::InvalidArgumentError(StrCat("MIG layout: no profile \"", name, "\" on ", model.key,
-                                               " (profiles: ", StrJoin(names, ", "), ")"));
+      return absl::InvalidArgumentError(StrCat("MIG layout: no profile \"", name, "\" on ",
+                                               model.key, " (profiles: ", StrJoin(names, ", "),
+                                               ")"));
     }
     indices.push_back(i);
   }
@@ -269,8 +291,9 @@ absl::StatusOr<std::vector<LayoutEntry>> ArrangeLayout(const GpuModel& model, st
   std::vector<LayoutEntry> out;
   if (!ArrangeFrom(model, indices, 0, state, out)) {
     std::vector<std::string> names(profiles.begin(), profiles.end());
-    return absl::InvalidArgumentError(StrCat("MIG layout [", StrJoin(names, ", "), "] does not fit one ", model.key,
-                                             " (memory slices, compute slices or instance limits)"));
+    return absl::InvalidArgumentError(
+        StrCat("MIG layout [", StrJoin(names, ", "), "] does not fit one ", model.key,
+               " (memory slices, compute slices or instance limits)"));
   }
   return out;
 }

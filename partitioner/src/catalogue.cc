@@ -5,6 +5,7 @@
 #include <set>
 
 #include "tessera/api/strings.h"
+#include "tessera/partitioner/device_name.h"
 
 namespace tessera::partitioner {
 namespace {
@@ -317,10 +318,18 @@ absl::Status ValidateModel(const GpuModel& model) {
     return error("profiles", StrCat(model.profiles.size(), " profiles; at most 16 are supported"));
   }
   std::set<std::string> names;
+  std::set<std::string> tokens;
   std::set<int> ids;
   for (const GiProfile& p : model.profiles) {
     const std::string where = StrCat("profile ", p.name);
     if (!names.insert(p.name).second) return error(where, "duplicate profile name");
+    absl::StatusOr<std::string> token = ProfileToken(p.name);
+    if (!token.ok()) return error(where, std::string(token.status().message()));
+    if (!tokens.insert(*token).second) {
+      return error(where,
+                   StrCat("device-name token \"", *token, "\" is shared with another profile"));
+    }
+    if (p.max_instances > 255) return error(where, "maxInstances above 255");
     if (!ids.insert(p.nvml_id).second) return error(where, StrCat("duplicate NVML ID ", p.nvml_id));
     if (p.compute_slices < 1 || p.compute_slices > model.compute_slices) {
       return error(where, StrCat("computeSlices ", p.compute_slices, " outside [1, ",
@@ -347,6 +356,119 @@ absl::Status ValidateModel(const GpuModel& model) {
     }
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+int DriverMajor(std::string_view version) {
+  int major = 0;
+  std::size_t i = 0;
+  for (; i < version.size() && version[i] >= '0' && version[i] <= '9' && i < 6; ++i) {
+    major = major * 10 + (version[i] - '0');
+  }
+  return i == 0 ? -1 : major;
+}
+
+// "1g", "1g.2x", "3g", "1g+me" from NVML's numbers and the name's "+suffix".
+std::string SizeClass(const api::MigProfileInfo& p) {
+  std::string c = StrCat(p.compute_slices, "g");
+  if (p.compute_slices == 1 && p.memory_slices == 2) c += ".2x";
+  const std::size_t plus = p.name.find('+');
+  if (plus != std::string::npos) c += p.name.substr(plus);
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<GpuModel> ModelFromInventory(const api::GpuInfo& gpu,
+                                            std::string_view driver_version) {
+  const GpuModel* builtin = gpu.model.empty() ? nullptr : FindBuiltinModel(gpu.model);
+  if (builtin == nullptr) {
+    for (const GpuModel& m : BuiltinModels()) {
+      if (m.product_name == gpu.product) builtin = &m;
+    }
+  }
+  const std::string where = StrCat("GPU ", gpu.index, " (", gpu.product, ")");
+  if (gpu.mig_profiles.empty()) {
+    if (builtin == nullptr) {
+      return absl::NotFoundError(StrCat(
+          where, ": no MIG profiles reported and no built-in model (known: ", BuiltinModelKeys(),
+          ")"));
+    }
+    GpuModel m = *builtin;
+    if (DriverMajor(driver_version) >= 0)
+      m.four_and_three_coexist = DriverMajor(driver_version) >= 510;
+    return m;
+  }
+  GpuModel m;
+  if (builtin != nullptr) {
+    m.key = builtin->key;
+    m.pci_device_ids = builtin->pci_device_ids;
+    m.multiprocessors = builtin->multiprocessors;
+  }
+  if (!gpu.model.empty()) m.key = gpu.model;
+  if (m.key.empty()) return absl::InvalidArgumentError(StrCat(where, ": no model key"));
+  m.product_name = gpu.product;
+  m.compute_capability = gpu.compute_capability.empty() && builtin ? builtin->compute_capability
+                                                                   : gpu.compute_capability;
+  m.memory_mib =
+      gpu.memory.IsZero() && builtin ? builtin->memory_mib : gpu.memory.Value() / (1024 * 1024);
+  m.four_and_three_coexist = DriverMajor(driver_version) < 0 || DriverMajor(driver_version) >= 510;
+  for (const api::MigProfileInfo& info : gpu.mig_profiles) {
+    GiProfile p;
+    p.name = info.name;
+    p.size_class = SizeClass(info);
+    p.nvml_id = info.profile_id;
+    p.compute_slices = info.compute_slices;
+    p.memory_slices = info.memory_slices;
+    p.memory_mib = info.memory.Value() / (1024 * 1024);
+    p.multiprocessors = info.multiprocessors;
+    p.max_instances = info.max_count;
+    p.engines = {.decoders = info.decoders,
+                 .encoders = info.encoders,
+                 .jpeg = info.jpeg_engines,
+                 .ofa = info.ofa_engines,
+                 .copy = info.copy_engines};
+    p.media_extension = p.name.find("+me") != std::string::npos;
+    for (const api::Placement& pl : info.placements) {
+      p.placements.push_back({pl.start, pl.size});
+      m.memory_slices = std::max(m.memory_slices, pl.start + pl.size);
+    }
+    m.compute_slices = std::max(m.compute_slices, p.compute_slices);
+    m.multiprocessors = std::max(m.multiprocessors, p.multiprocessors);
+    const GiProfile* known = builtin ? builtin->FindProfile(p.name) : nullptr;
+    p.compute_instances = known != nullptr && known->compute_slices == p.compute_slices
+                              ? known->compute_instances
+                              : ComputeInstances(p.name, p.compute_slices);
+    m.profiles.push_back(std::move(p));
+  }
+  if (absl::Status s = ValidateModel(m); !s.ok()) {
+    return absl::InvalidArgumentError(StrCat(where, ": NVML MIG data rejected: ", s.message()));
+  }
+  return m;
+}
+
+std::vector<api::MigProfileInfo> InventoryProfiles(const GpuModel& model) {
+  std::vector<api::MigProfileInfo> out;
+  for (const GiProfile& p : model.profiles) {
+    api::MigProfileInfo info;
+    info.name = p.name;
+    info.profile_id = p.nvml_id;
+    info.compute_slices = p.compute_slices;
+    info.memory_slices = p.memory_slices;
+    info.memory =
+        api::Quantity::FromInt64(p.memory_mib * 1024 * 1024, api::Quantity::Format::kBinarySI);
+    info.max_count = p.max_instances;
+    info.multiprocessors = p.multiprocessors;
+    info.copy_engines = p.engines.copy;
+    info.decoders = p.engines.decoders;
+    info.encoders = p.engines.encoders;
+    info.jpeg_engines = p.engines.jpeg;
+    info.ofa_engines = p.engines.ofa;
+    for (const Placement& pl : p.placements) info.placements.push_back({pl.start, pl.size});
+    out.push_back(std::move(info));
+  }
+  return out;
 }
 
 }  // namespace tessera::partitioner

@@ -22,8 +22,8 @@ std::vector<Request> Requests(std::initializer_list<const char*> texts) {
 }
 
 // Applies a plan to copies of the GPUs: every placed request must go through.
-void ExpectValid(std::span<const GpuState> gpus, std::span<const Request> requests, const BatchPlan& plan,
-                 const Placer& placer) {
+void ExpectValid(std::span<const GpuState> gpus, std::span<const Request> requests,
+                 const BatchPlan& plan, const Placer& placer) {
   std::vector<GpuState> states(gpus.begin(), gpus.end());
   int placed = 0;
   for (std::size_t r = 0; r < requests.size(); ++r) {
@@ -42,8 +42,8 @@ void ExpectValid(std::span<const GpuState> gpus, std::span<const Request> reques
 }
 
 // Every assignment, no pruning: the best (placed, compute slices).
-void BruteForce(std::vector<GpuState>& states, std::span<const Request> requests, std::size_t k, int placed,
-                double slices, const Placer& placer, std::pair<int, double>* best) {
+void BruteForce(std::vector<GpuState>& states, std::span<const Request> requests, std::size_t k,
+                int placed, double slices, const Placer& placer, std::pair<int, double>* best) {
   if (k == requests.size()) {
     if (std::make_pair(placed, slices) > *best) *best = {placed, slices};
     return;
@@ -51,14 +51,15 @@ void BruteForce(std::vector<GpuState>& states, std::span<const Request> requests
   const Request& r = requests[k];
   for (const Choice& c : placer.Rank(states, r)) {
     ASSERT_TRUE(Apply(states, c, r, StrCat("b", k), placer.limits()).ok());
-    BruteForce(states, requests, k + 1, placed + 1, slices + r.ComputeSlices(states[0].model(), placer.limits()),
-               placer, best);
+    BruteForce(states, requests, k + 1, placed + 1,
+               slices + r.ComputeSlices(states[0].model(), placer.limits()), placer, best);
     ASSERT_TRUE(Release(states, c, r, StrCat("b", k)).ok());
   }
   BruteForce(states, requests, k + 1, placed, slices, placer, best);
 }
 
-const char* kKinds[] = {"mig:1g", "mig:1g.2x", "mig:2g", "mig:3g", "mig:4g", "mig:7g", "whole", "mps:10:30", "ts"};
+const char* kKinds[] = {"mig:1g", "mig:1g.2x", "mig:2g",    "mig:3g", "mig:4g",
+                        "mig:7g", "whole",     "mps:10:30", "ts"};
 
 TEST(BatchTest, ExactSearchMatchesBruteForceOnSmallCases) {
   std::mt19937 rng(11);
@@ -68,11 +69,13 @@ TEST(BatchTest, ExactSearchMatchesBruteForceOnSmallCases) {
     const GpuModel& m = gpus[0].model();
     for (int k = 0; k < 3; ++k) {
       const int p = int(rng() % m.profiles.size());
-      (void)gpus[rng() % 2].AddInstance(p, m.profiles[p].placements[rng() % m.profiles[p].placements.size()], "x");
+      (void)gpus[rng() % 2].AddInstance(
+          p, m.profiles[p].placements[rng() % m.profiles[p].placements.size()], "x");
     }
     std::vector<Request> requests;
     const int n = 2 + int(rng() % 4);
-    for (int k = 0; k < n; ++k) requests.push_back(*Request::Parse(kKinds[rng() % std::size(kKinds)]));
+    for (int k = 0; k < n; ++k)
+      requests.push_back(*Request::Parse(kKinds[rng() % std::size(kKinds)]));
     const BatchPlan exact = PlanBatchExact(gpus, requests, placer, 10'000'000);
     ASSERT_TRUE(exact.exact);
     ExpectValid(gpus, requests, exact, placer);
@@ -94,7 +97,8 @@ TEST(BatchTest, HeuristicAgainstExactOnSmallCases) {
     const GpuModel& m = gpus[0].model();
     for (int k = 0; k < 4; ++k) {
       const int p = int(rng() % m.profiles.size());
-      (void)gpus[rng() % 3].AddInstance(p, m.profiles[p].placements[rng() % m.profiles[p].placements.size()], "x");
+      (void)gpus[rng() % 3].AddInstance(
+          p, m.profiles[p].placements[rng() % m.profiles[p].placements.size()], "x");
     }
     std::vector<Request> requests;
     const int n = 3 + int(rng() % 6);
@@ -109,7 +113,8 @@ TEST(BatchTest, HeuristicAgainstExactOnSmallCases) {
     placed_exact += exact.placed;
     placed_heuristic += heuristic.placed;
   }
-  std::printf("heuristic = exact in %d of %d cases; placed %d vs %d\n", equal, cases, placed_heuristic, placed_exact);
+  std::printf("heuristic = exact in %d of %d cases; placed %d vs %d\n", equal, cases,
+              placed_heuristic, placed_exact);
   EXPECT_GE(equal * 100, cases * 95);  // measured 291 of 300
   EXPECT_GE(placed_heuristic * 100, placed_exact * 98);
 }
@@ -140,7 +145,8 @@ TEST(BatchTest, LargeBatchesUseTheHeuristic) {
   int one_by_one = 0;
   for (std::size_t r = 0; r < requests.size(); ++r) {
     absl::StatusOr<Choice> c = placer.Place(states, requests[r]);
-    if (c.ok() && Apply(states, *c, requests[r], StrCat("o", r), placer.limits()).ok()) ++one_by_one;
+    if (c.ok() && Apply(states, *c, requests[r], StrCat("o", r), placer.limits()).ok())
+      ++one_by_one;
   }
   EXPECT_GE(plan.placed, one_by_one);
   EXPECT_GT(plan.placed, 30);
@@ -148,7 +154,8 @@ TEST(BatchTest, LargeBatchesUseTheHeuristic) {
 
 TEST(BatchTest, SymmetricGpusAreSearchedOnce) {
   std::vector<GpuState> gpus(8, GpuState(Model("a100-40gb")));
-  const std::vector<Request> requests = Requests({"mig:1g", "mig:1g", "mig:2g", "mig:3g", "mig:4g", "mig:7g"});
+  const std::vector<Request> requests =
+      Requests({"mig:1g", "mig:1g", "mig:2g", "mig:3g", "mig:4g", "mig:7g"});
   const Placer placer(Policy::kTessera);
   const BatchPlan plan = PlanBatchExact(gpus, requests, placer, 10'000'000);
   EXPECT_TRUE(plan.exact);
@@ -172,9 +179,12 @@ std::multiset<std::string> Classes(const GpuModel& m, const std::vector<LayoutEn
 
 TEST(StaticLayoutTest, BestLayoutFollowsTheDemand) {
   const GpuModel& m = Model("a100-40gb");
-  EXPECT_EQ(Classes(m, BestStaticLayout(m, Mix({{"mig:1g", 1}}))), (std::multiset<std::string>{"1g", "1g", "1g", "1g", "1g", "1g", "1g"}));
-  EXPECT_EQ(Classes(m, BestStaticLayout(m, Mix({{"mig:3g", 1}}))), (std::multiset<std::string>{"3g", "3g"}));
-  EXPECT_EQ(Classes(m, BestStaticLayout(m, Mix({{"mig:7g", 1}}))), (std::multiset<std::string>{"7g"}));
+  EXPECT_EQ(Classes(m, BestStaticLayout(m, Mix({{"mig:1g", 1}}))),
+            (std::multiset<std::string>{"1g", "1g", "1g", "1g", "1g", "1g", "1g"}));
+  EXPECT_EQ(Classes(m, BestStaticLayout(m, Mix({{"mig:3g", 1}}))),
+            (std::multiset<std::string>{"3g", "3g"}));
+  EXPECT_EQ(Classes(m, BestStaticLayout(m, Mix({{"mig:7g", 1}}))),
+            (std::multiset<std::string>{"7g"}));
   // By request count half 3g, half 1g: 3g carries 3/4 of the compute; two 3g cover 5.25 slices of
   // demand, one 3g and four 1g only 4.75.
   EXPECT_EQ(Classes(m, BestStaticLayout(m, Mix({{"mig:3g", 0.5}, {"mig:1g", 0.5}}))),
@@ -183,11 +193,14 @@ TEST(StaticLayoutTest, BestLayoutFollowsTheDemand) {
   // 2g + five 1g only 2 + 3.5.
   const auto layout = BestStaticLayout(m, Mix({{"mig:2g", 1.0 / 3}, {"mig:1g", 2.0 / 3}}));
   EXPECT_EQ(Classes(m, layout), (std::multiset<std::string>{"2g", "2g", "1g", "1g", "1g"}));
-  EXPECT_NEAR(LayoutCoverage(m, Mix({{"mig:2g", 1.0 / 3}, {"mig:1g", 2.0 / 3}}), layout), 6.5, 1e-9);
+  EXPECT_NEAR(LayoutCoverage(m, Mix({{"mig:2g", 1.0 / 3}, {"mig:1g", 2.0 / 3}}), layout), 6.5,
+              1e-9);
   // Every answer is a valid layout.
-  for (const auto& demand : {Mix({{"mig:1g", 0.3}, {"mig:4g", 0.7}}), Mix({{"mig:1g.2x", 1}}), Demand::Uniform()}) {
+  for (const auto& demand :
+       {Mix({{"mig:1g", 0.3}, {"mig:4g", 0.7}}), Mix({{"mig:1g.2x", 1}}), Demand::Uniform()}) {
     Layout l;
-    for (const LayoutEntry& e : BestStaticLayout(m, demand)) l.emplace_back(e.profile, e.placement.start);
+    for (const LayoutEntry& e : BestStaticLayout(m, demand))
+      l.emplace_back(e.profile, e.placement.start);
     std::sort(l.begin(), l.end());
     EXPECT_EQ(ReferenceViolation(m, l), "");
     EXPECT_FALSE(l.empty());

@@ -91,3 +91,89 @@ TEST(CatalogueTest, ValidateModelNamesTheBadProfileAndField) {
 
 }  // namespace
 }  // namespace tessera::partitioner
+
+namespace tessera::partitioner {
+namespace {
+
+api::GpuInfo InventoryOf(const GpuModel& m) {
+  api::GpuInfo gpu;
+  gpu.index = 2;
+  gpu.product = m.product_name;
+  gpu.model = m.key;
+  gpu.memory =
+      api::Quantity::FromInt64(m.memory_mib * 1024 * 1024, api::Quantity::Format::kBinarySI);
+  gpu.compute_capability = m.compute_capability;
+  gpu.mig_profiles = InventoryProfiles(m);
+  return gpu;
+}
+
+TEST(ModelFromInventoryTest, ReportedProfilesReproduceTheBuiltInModel) {
+  for (const GpuModel& builtin : BuiltinModels()) {
+    absl::StatusOr<GpuModel> m = ModelFromInventory(InventoryOf(builtin), "550.54.15");
+    ASSERT_TRUE(m.ok()) << builtin.key << ": " << m.status();
+    EXPECT_EQ(m->key, builtin.key);
+    EXPECT_EQ(m->memory_slices, builtin.memory_slices) << builtin.key;
+    EXPECT_EQ(m->compute_slices, builtin.compute_slices) << builtin.key;
+    EXPECT_TRUE(m->four_and_three_coexist);
+    ASSERT_EQ(m->profiles.size(), builtin.profiles.size());
+    for (std::size_t i = 0; i < builtin.profiles.size(); ++i) {
+      const GiProfile& a = m->profiles[i];
+      const GiProfile& b = builtin.profiles[i];
+      EXPECT_EQ(a.name, b.name);
+      EXPECT_EQ(a.size_class, b.size_class) << b.name;
+      EXPECT_EQ(a.nvml_id, b.nvml_id);
+      EXPECT_EQ(a.memory_mib, b.memory_mib);
+      EXPECT_EQ(a.placements, b.placements) << b.name;
+      EXPECT_EQ(a.engines, b.engines);
+      EXPECT_EQ(a.media_extension, b.media_extension);
+      EXPECT_EQ(a.compute_instances.size(), b.compute_instances.size());
+    }
+  }
+}
+
+TEST(ModelFromInventoryTest, DiscoveredDataWinsOverTheTable) {
+  const GpuModel& h100 = *FindBuiltinModel("h100-80gb");
+  api::GpuInfo gpu = InventoryOf(h100);
+  // A future driver renames the 1g profile, changes its ID and memory, and allows fewer places.
+  gpu.mig_profiles[0].name = "1g.12gb";
+  gpu.mig_profiles[0].profile_id = 31;
+  gpu.mig_profiles[0].memory = api::Quantity::Parse("11Gi").value();
+  gpu.mig_profiles[0].placements = {{0, 1}, {2, 1}, {4, 1}};
+  absl::StatusOr<GpuModel> m = ModelFromInventory(gpu, "560.28.03");
+  ASSERT_TRUE(m.ok()) << m.status();
+  const GiProfile* p = m->FindProfile("1g");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->name, "1g.12gb");
+  EXPECT_EQ(p->nvml_id, 31);
+  EXPECT_EQ(p->memory_mib, 11 * 1024);
+  EXPECT_EQ(p->placements.size(), 3u);
+  EXPECT_EQ(m->FindProfile("1g.10gb"), nullptr);
+
+  // An old driver: 4g and 3g cannot coexist.
+  EXPECT_FALSE(ModelFromInventory(gpu, "470.182.03")->four_and_three_coexist);
+  // A GPU without profiles falls back to the table (by product name when the key is unknown).
+  api::GpuInfo bare = gpu;
+  bare.mig_profiles.clear();
+  bare.model.clear();
+  absl::StatusOr<GpuModel> table = ModelFromInventory(bare, "550.54.15");
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(table->key, "h100-80gb");
+  bare.product = "NVIDIA Future GPU";
+  EXPECT_EQ(ModelFromInventory(bare, "550.54.15").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ModelFromInventoryTest, BrokenNvmlDataIsRefusedNamingTheProfile) {
+  api::GpuInfo gpu = InventoryOf(*FindBuiltinModel("a100-40gb"));
+  gpu.mig_profiles[3].placements.push_back({1, 2});  // 2g.10gb at an odd start
+  absl::Status s = ModelFromInventory(gpu, "550.54.15").status();
+  EXPECT_NE(s.message().find("profile 2g.10gb"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("not aligned"), std::string::npos) << s;
+
+  gpu = InventoryOf(*FindBuiltinModel("a100-40gb"));
+  gpu.mig_profiles[1].name = "1g.5gb+mps";  // would make device names ambiguous
+  s = ModelFromInventory(gpu, "550.54.15").status();
+  EXPECT_NE(s.message().find("1g.5gb+mps"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace tessera::partitioner

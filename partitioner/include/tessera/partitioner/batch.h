@@ -34,13 +34,14 @@ struct BatchPlan {
 };
 
 struct BatchOptions {
-  int exact_max_requests = 10;           // above: heuristic
-  std::int64_t exact_node_budget = 2'000'000;  // the exact search gives up (and falls back) beyond this
+  int exact_max_requests = 10;  // above: heuristic
+  std::int64_t exact_node_budget =
+      2'000'000;  // the exact search gives up (and falls back) beyond this
 };
 
 // Plans `requests` onto `gpus` (not modified). Every choice, applied in request order, is valid.
-BatchPlan PlanBatch(std::span<const GpuState> gpus, std::span<const Request> requests, const Placer& placer,
-                    const BatchOptions& options = {});
+BatchPlan PlanBatch(std::span<const GpuState> gpus, std::span<const Request> requests,
+                    const Placer& placer, const BatchOptions& options = {});
 BatchPlan PlanBatchExact(std::span<const GpuState> gpus, std::span<const Request> requests,
                          const Placer& placer, std::int64_t node_budget);
 BatchPlan PlanBatchHeuristic(std::span<const GpuState> gpus, std::span<const Request> requests,
@@ -57,7 +58,8 @@ struct LayoutEntry {
 // coverage = sum over classes of min(slices the layout offers the class, GPU slices x weight).
 // Ties go to the layout with more compute slices, then fewer instances.
 std::vector<LayoutEntry> BestStaticLayout(const GpuModel& model, const Demand& demand);
-double LayoutCoverage(const GpuModel& model, const Demand& demand, std::span<const LayoutEntry> layout);
+double LayoutCoverage(const GpuModel& model, const Demand& demand,
+                      std::span<const LayoutEntry> layout);
 
 // Placements for a list of profile names or classes (e.g. an admin's mig-static layout), or an
 // error naming the profile that does not fit.

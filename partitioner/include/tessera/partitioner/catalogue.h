@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tessera/api/crd.h"
 
 namespace tessera::partitioner {
 
@@ -98,6 +100,18 @@ std::string BuiltinModelKeys();
 // on the axis, are aligned to their size and have the profile's size; compute fits the axis;
 // profile names and IDs are unique. The error names the profile and the field.
 absl::Status ValidateModel(const GpuModel& model);
+
+// The model of a GPU as its node reports it. NVML's MIG profiles (GpuInfo::mig_profiles) win over
+// the table: names, IDs, sizes, memory, SMs, engines and placements all come from NVML, because
+// they drift between drivers. The built-in model of the same key (GpuInfo::model) or product name
+// supplies what NVML data does not carry (compute-instance profiles, PCI IDs) and is used as is
+// when the GPU reports no profiles. `driver_version` ("535.104.05") decides the pre-R510 4g/3g
+// rule. The result passes ValidateModel, or the error names the GPU, profile and field.
+absl::StatusOr<GpuModel> ModelFromInventory(const api::GpuInfo& gpu,
+                                            std::string_view driver_version);
+
+// The reverse: a model's profiles as a node would report them (for the fake GPU backend and tests).
+std::vector<api::MigProfileInfo> InventoryProfiles(const GpuModel& model);
 
 }  // namespace tessera::partitioner
 
