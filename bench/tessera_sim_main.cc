@@ -5,7 +5,9 @@
 //   tessera-sim gen-trace --mix inference|mixed|training|'mig:1g=0.5,mps:10:25=0.5'
 //               --cluster SPEC [--gpus-per-node 8] --load 0.85 [--count N] [--mean-duration S]
 //               [--durations exp|lognormal] [--burst-every S --burst-size N] [--seed N]
-//   tessera-sim openb FILE --cluster SPEC [--gpus-per-node 8] --load 0.85
+//   tessera-sim openb FILE --cluster SPEC [--gpus-per-node 8] --load 0.85 [--arrivals
+//   poisson|trace]
+//               [--seed N]
 //
 // See docs/partitioner.md for the model and the meaning of each number.
 
@@ -40,35 +42,11 @@ const std::map<std::string, std::string> kMixes = {
     {"training", "mig:3g=0.2,mig:4g=0.2,mig:7g=0.25,whole=0.3,mig:2g=0.05"},
 };
 
-absl::StatusOr<std::vector<std::pair<Request, double>>> ParseMix(const std::string& text) {
+absl::StatusOr<std::vector<std::pair<Request, double>>> MixOf(const std::string& text) {
   const auto named = kMixes.find(text);
-  const std::string spec = named == kMixes.end() ? text : named->second;
-  std::vector<std::pair<Request, double>> mix;
-  double total = 0;
-  std::istringstream in(spec);
-  for (std::string item; std::getline(in, item, ',');) {
-    const auto eq = item.rfind('=');
-    if (eq == std::string::npos) {
-      return absl::InvalidArgumentError(
-          StrCat("--mix entry \"", item, "\": expected REQUEST=WEIGHT"));
-    }
-    absl::StatusOr<Request> r = Request::Parse(item.substr(0, eq));
-    if (!r.ok()) return absl::InvalidArgumentError(StrCat("--mix: ", r.status().message()));
-    double w = 0;
-    try {
-      w = std::stod(item.substr(eq + 1));
-    } catch (...) {
-      w = -1;
-    }
-    if (!(w > 0)) {
-      return absl::InvalidArgumentError(
-          StrCat("--mix entry \"", item, "\": weight is not positive"));
-    }
-    mix.emplace_back(*r, w);
-    total += w;
-  }
-  if (mix.empty()) return absl::InvalidArgumentError("--mix is empty");
-  for (auto& [r, w] : mix) w /= total;
+  absl::StatusOr<std::vector<std::pair<Request, double>>> mix =
+      ParseMix(named == kMixes.end() ? text : named->second);
+  if (!mix.ok()) return absl::InvalidArgumentError(StrCat("--mix: ", mix.status().message()));
   return mix;
 }
 
@@ -83,7 +61,7 @@ double RateFor(const ClusterSpec& cluster, const std::vector<std::pair<Request, 
 int GenTrace(const std::string& mix_text, const ClusterSpec& cluster, double load, int count,
              double mean_duration, const std::string& durations, double burst_every, int burst_size,
              std::uint64_t seed) {
-  absl::StatusOr<std::vector<std::pair<Request, double>>> mix = ParseMix(mix_text);
+  absl::StatusOr<std::vector<std::pair<Request, double>>> mix = MixOf(mix_text);
   if (!mix.ok()) return Fail(mix.status());
   if (durations != "exp" && durations != "lognormal") {
     return Fail(absl::InvalidArgumentError(
@@ -116,88 +94,16 @@ int GenTrace(const std::string& mix_text, const ClusterSpec& cluster, double loa
   return 0;
 }
 
-// openb (cluster-trace-gpu-v2023) → trace. One-GPU tasks only: gpu_milli 1000 → whole; a share s
-// < 1 → the smallest MIG profile with at least s of the compute slices (⌈7s⌉ = 1..4 → 1g..4g,
-// 5..7 → 7g), the "compute mapping" of the partitioning reference §5.2. Multi-GPU and CPU-only
-// tasks are skipped (counted on stderr). Times are compressed so the offered load is `load`.
-int Openb(const std::string& path, const ClusterSpec& cluster, double load) {
+// openb (cluster-trace-gpu-v2023) → trace; see ConvertOpenb for the mapping.
+int Openb(const std::string& path, const ClusterSpec& cluster, const OpenbOptions& options) {
   std::ifstream in(path);
   if (!in) return Fail(absl::NotFoundError(StrCat("cannot open ", path)));
-  std::string line;
-  std::getline(in, line);
-  if (line.rfind("name,cpu_milli,memory_mib,num_gpu,gpu_milli", 0) != 0) {
-    return Fail(absl::InvalidArgumentError(StrCat(path, " line 1: not an openb pod list header")));
-  }
-  std::vector<TraceEntry> trace;
-  int number = 1, skipped_multi = 0, skipped_cpu = 0, skipped_open = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    std::vector<std::string> f;
-    std::istringstream fields(line);
-    for (std::string x; std::getline(fields, x, ',');) f.push_back(x);
-    if (f.size() < 10) {
-      return Fail(
-          absl::InvalidArgumentError(StrCat(path, " line ", number, ": expected 11 fields")));
-    }
-    try {
-      const int gpus = std::stoi(f[3]);
-      const int milli = std::stoi(f[4]);
-      if (gpus == 0) {
-        ++skipped_cpu;
-        continue;
-      }
-      if (gpus > 1) {
-        ++skipped_multi;
-        continue;
-      }
-      if (f[9].empty() || f[8].empty()) {
-        ++skipped_open;
-        continue;
-      }
-      const double created = std::stod(f[8]), deleted = std::stod(f[9]);
-      if (deleted <= created) {
-        ++skipped_open;
-        continue;
-      }
-      Request r;
-      if (milli < 1000) {
-        const int slices = static_cast<int>(std::ceil(7.0 * milli / 1000.0));
-        r.kind = Request::Kind::kMig;
-        r.profile = slices <= 4 ? StrCat(std::max(1, slices), "g") : "7g";
-      }
-      trace.push_back({created, deleted - created, r});
-    } catch (...) {
-      return Fail(absl::InvalidArgumentError(StrCat(path, " line ", number, ": not a number")));
-    }
-  }
-  std::sort(trace.begin(), trace.end(),
-            [](const TraceEntry& a, const TraceEntry& b) { return a.arrival < b.arrival; });
-  if (trace.empty()) return Fail(absl::InvalidArgumentError(StrCat(path, ": no one-GPU tasks")));
-  // Compress arrivals so that the offered load matches `load`; durations keep their shape. The
-  // load counts work inside the trace's window only (long tasks run past the last arrival), so
-  // the scale is found by bisection.
-  const double t0 = trace.front().arrival;
-  const GpuModel& model = *cluster.nodes.front().model;
-  auto load_at = [&](double scale) {
-    const double end = (trace.back().arrival - t0) * scale;
-    double work = 0;
-    for (const TraceEntry& e : trace) {
-      const double start = (e.arrival - t0) * scale;
-      work += e.request.ComputeSlices(model) * std::min(e.duration, end - start);
-    }
-    return work / (cluster.total_compute_slices() * end);
-  };
-  double lo = 1e-6, hi = 1e3;
-  for (int i = 0; i < 200; ++i) {
-    const double mid = std::sqrt(lo * hi);
-    (load_at(mid) > load ? lo : hi) = mid;
-  }
-  const double scale = hi;
-  for (TraceEntry& e : trace) e.arrival = (e.arrival - t0) * scale;
-  std::cerr << "openb: " << trace.size() << " one-GPU tasks; skipped " << skipped_multi
-            << " multi-GPU, " << skipped_cpu << " CPU-only, " << skipped_open
-            << " without a deletion time; arrivals scaled by " << scale << "\n";
-  std::cout << FormatTrace(trace);
+  absl::StatusOr<OpenbTrace> t = ConvertOpenb(in, cluster, options);
+  if (!t.ok()) return Fail(absl::InvalidArgumentError(StrCat(path, " ", t.status().message())));
+  std::cerr << "openb: " << t->trace.size() << " one-GPU tasks; skipped " << t->skipped_multi
+            << " multi-GPU, " << t->skipped_cpu << " CPU-only, " << t->skipped_open
+            << " without a deletion time; arrival scale " << t->scale << "\n";
+  std::cout << FormatTrace(t->trace);
   return 0;
 }
 
@@ -240,7 +146,14 @@ int main(int argc, char** argv) {
   std::string openb_path, openb_cluster;
   int openb_gpus_per_node = 8;
   double openb_load = 0.85;
+  std::string openb_arrivals = "poisson";
+  std::uint64_t openb_seed = 1;
   openb->add_option("FILE", openb_path)->required();
+  openb
+      ->add_option("--arrivals", openb_arrivals,
+                   "poisson (the trace's tasks at Poisson arrivals) or trace (its own times)")
+      ->capture_default_str();
+  openb->add_option("--seed", openb_seed)->capture_default_str();
   openb->add_option("--cluster", openb_cluster)->required();
   openb->add_option("--gpus-per-node", openb_gpus_per_node)->capture_default_str();
   openb->add_option("--load", openb_load)->capture_default_str();
@@ -261,7 +174,9 @@ int main(int argc, char** argv) {
     absl::StatusOr<ClusterSpec> c = ClusterSpec::Parse(openb_cluster, openb_gpus_per_node);
     if (!c.ok()) return Fail(c.status());
     if (!(openb_load > 0)) return Fail(absl::InvalidArgumentError("--load must be positive"));
-    return Openb(openb_path, *c, openb_load);
+    absl::StatusOr<OpenbOptions::Arrivals> arrivals = ParseOpenbArrivals(openb_arrivals);
+    if (!arrivals.ok()) return Fail(arrivals.status());
+    return Openb(openb_path, *c, {.load = openb_load, .arrivals = *arrivals, .seed = openb_seed});
   }
 
   if (cluster_text.empty() || trace_path.empty()) {

@@ -240,7 +240,13 @@ std::vector<Placer::Scored> Placer::RankScored(std::span<const GpuState> gpus,
       case Request::Kind::kWhole: {
         if (!gpu.CheckWhole().ok()) break;
         const double order = policy_ == Policy::kNameSorted ? name_key(g) : double(g);
-        candidates.push_back({{g, -1, {}}, {order, 0, 0, 0, 0}});
+        // Every free GPU is as good as another for a whole request: score them equal on the
+        // leading terms so that, across nodes, the cluster-level tie-breaks decide.
+        if (policy_ == Policy::kTessera || policy_ == Policy::kFgd) {
+          candidates.push_back({{g, -1, {}}, {0, 0, 0, order, 0}});
+        } else {
+          candidates.push_back({{g, -1, {}}, {order, 0, 0, 0, 0}});
+        }
         break;
       }
       case Request::Kind::kMps:

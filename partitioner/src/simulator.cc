@@ -16,16 +16,19 @@
 namespace tessera::partitioner {
 namespace {
 
-bool ParseFiniteDouble(std::string_view text, double* out) {
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(*out);
-}
+using internal::ParseFiniteDouble;
+using internal::ParseInt;
+using internal::Trim;
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
-    s.remove_suffix(1);
-  return s;
+// `line` split at commas.
+std::vector<std::string_view> Fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  while (true) {
+    const std::size_t comma = line.find(',');
+    out.push_back(line.substr(0, comma));
+    if (comma == std::string_view::npos) return out;
+    line.remove_prefix(comma + 1);
+  }
 }
 
 double Percentile(std::vector<double> v, double q) {
@@ -192,7 +195,11 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
                    const SimOptions& options) {
   SimResult result;
   const ShareLimits limits;
-  const Placer placer(options.policy, DemandOf(trace), limits);
+  // Fragmentation-aware policies learn the demand mix as the controller would: from the requests
+  // seen so far (the last kDemandWindow), refreshed every kDemandRefresh arrivals; uniform at
+  // first.
+  constexpr std::size_t kDemandWindow = 2000, kDemandRefresh = 100;
+  Placer placer(options.policy, Demand::Uniform(), limits);
   std::vector<std::vector<GpuState>> nodes;
   std::vector<double> node_used(cluster.nodes.size(), 0), node_total;
   for (const auto& n : cluster.nodes) {
@@ -223,6 +230,14 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
   };
   for (std::size_t i = 0; i < trace.size(); ++i) {
     const TraceEntry& e = trace[i];
+    if (i > 0 && i % kDemandRefresh == 0) {
+      const std::size_t from = i > kDemandWindow ? i - kDemandWindow : 0;
+      placer =
+          Placer(options.policy,
+                 DemandOf(std::vector<TraceEntry>(trace.begin() + static_cast<std::ptrdiff_t>(from),
+                                                  trace.begin() + static_cast<std::ptrdiff_t>(i))),
+                 limits);
+    }
     while (!departures.empty() && departures.top().time <= e.arrival) {
       const Departure d = departures.top();
       departures.pop();
@@ -255,7 +270,7 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
     std::vector<std::pair<int, Choice>> fitting;
     // tessera steers the scheduler through what each node publishes: the controller sees the
     // whole cluster and publishes a device for a request class only on the node where it fits
-    // best (least fragmentation growth, then the fullest GPU, then the fullest node). The other
+    // best (least fragmentation growth, then the fullest GPU, then the lowest node). The other
     // policies publish every fitting device and order them within the node only.
     std::tuple<double, double, double, double> best_key{};
     for (std::size_t n = 0; n < nodes.size(); ++n) {
@@ -267,8 +282,11 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
       if (ranked.empty()) continue;
       if (options.policy == Policy::kTessera) {
         const Placer::Score& s = ranked.front().score;
-        const std::tuple<double, double, double, double> key{
-            std::get<0>(s), std::get<1>(s), -node_used[n] / node_total[n], std::get<2>(s)};
+        // Ties between nodes go to the lowest-numbered node, which packs the cluster from one
+        // end and keeps whole GPUs free at the other (measured better than the fullest node on
+        // openb, equal on the synthetic traces: docs/partitioner.md).
+        const std::tuple<double, double, double, double> key{std::get<0>(s), std::get<1>(s),
+                                                             double(n), std::get<2>(s)};
         if (fitting.empty() || key < best_key) {
           fitting.assign(1, {static_cast<int>(n), ranked.front().choice});
           best_key = key;
@@ -320,6 +338,148 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
   result.place_us_p50 = Percentile(place_us, 0.50);
   result.place_us_p99 = Percentile(place_us, 0.99);
   return result;
+}
+
+absl::StatusOr<std::vector<std::pair<Request, double>>> ParseMix(std::string_view spec) {
+  std::vector<std::pair<Request, double>> mix;
+  double total = 0;
+  for (std::string_view item : Fields(spec)) {
+    item = Trim(item);
+    const std::size_t eq = item.rfind('=');
+    if (eq == std::string_view::npos) {
+      return absl::InvalidArgumentError(
+          StrCat("mix entry \"", item, "\": expected REQUEST=WEIGHT"));
+    }
+    absl::StatusOr<Request> r = Request::Parse(item.substr(0, eq));
+    if (!r.ok())
+      return absl::InvalidArgumentError(StrCat("mix entry \"", item, "\": ", r.status().message()));
+    double w = 0;
+    if (!ParseFiniteDouble(item.substr(eq + 1), &w) || !(w > 0)) {
+      return absl::InvalidArgumentError(StrCat("mix entry \"", item, "\": weight \"",
+                                               item.substr(eq + 1), "\" is not a positive number"));
+    }
+    mix.emplace_back(*r, w);
+    total += w;
+  }
+  if (mix.empty()) return absl::InvalidArgumentError("mix is empty");
+  for (auto& [r, w] : mix) w /= total;
+  return mix;
+}
+
+absl::StatusOr<OpenbOptions::Arrivals> ParseOpenbArrivals(std::string_view name) {
+  if (name == "poisson") return OpenbOptions::Arrivals::kPoisson;
+  if (name == "trace") return OpenbOptions::Arrivals::kTrace;
+  return absl::InvalidArgumentError(StrCat("arrivals \"", name, "\" is not one of poisson, trace"));
+}
+
+Request OpenbRequest(int gpu_milli) {
+  Request r;  // whole
+  if (gpu_milli < 1000) {
+    const int slices = static_cast<int>(std::ceil(7.0 * gpu_milli / 1000.0));
+    r.kind = Request::Kind::kMig;
+    r.profile = slices <= 4 ? StrCat(std::max(1, slices), "g") : "7g";
+  }
+  return r;
+}
+
+absl::StatusOr<OpenbTrace> ConvertOpenb(std::istream& in, const ClusterSpec& cluster,
+                                        const OpenbOptions& options) {
+  if (cluster.nodes.empty()) return absl::InvalidArgumentError("openb: empty cluster");
+  if (!(options.load > 0)) return absl::InvalidArgumentError("openb: load must be positive");
+  std::string line;
+  std::getline(in, line);
+  const std::vector<std::string_view> header = Fields(Trim(line));
+  const std::vector<std::string_view> want = {
+      "name",     "cpu_milli", "memory_mib", "num_gpu",       "gpu_milli",
+      "gpu_spec", "qos",       "pod_phase",  "creation_time", "deletion_time"};
+  if (header.size() < want.size() || !std::equal(want.begin(), want.end(), header.begin())) {
+    return absl::InvalidArgumentError(
+        "line 1: not an openb pod list header "
+        "(name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,"
+        "pod_phase,creation_time,deletion_time,...)");
+  }
+  OpenbTrace out;
+  for (int number = 2; std::getline(in, line); ++number) {
+    const std::vector<std::string_view> f = Fields(Trim(line));
+    auto bad = [&](std::string_view what) {
+      return absl::InvalidArgumentError(StrCat("line ", number, ": ", what));
+    };
+    if (f.size() < header.size())
+      return bad(StrCat("expected ", header.size(), " fields, found ", f.size()));
+    int gpus = 0, milli = 0;
+    if (!ParseInt(f[3], &gpus) || gpus < 0)
+      return bad(StrCat("num_gpu \"", f[3], "\" is not a count"));
+    if (!ParseInt(f[4], &milli) || milli < 0 || (gpus == 1 && (milli < 1 || milli > 1000))) {
+      return bad(StrCat("gpu_milli \"", f[4], "\" is not in [1, 1000]"));
+    }
+    if (gpus == 0) {
+      ++out.skipped_cpu;
+      continue;
+    }
+    if (gpus > 1) {
+      ++out.skipped_multi;
+      continue;
+    }
+    if (f[8].empty() || f[9].empty()) {
+      ++out.skipped_open;
+      continue;
+    }
+    double created = 0, deleted = 0;
+    if (!ParseFiniteDouble(f[8], &created))
+      return bad(StrCat("creation_time \"", f[8], "\" is not a number"));
+    if (!ParseFiniteDouble(f[9], &deleted))
+      return bad(StrCat("deletion_time \"", f[9], "\" is not a number"));
+    if (deleted <= created) {
+      ++out.skipped_open;
+      continue;
+    }
+    out.trace.push_back({created, deleted - created, OpenbRequest(milli)});
+  }
+  if (out.trace.empty()) return absl::InvalidArgumentError("no one-GPU task with a deletion time");
+  std::stable_sort(out.trace.begin(), out.trace.end(),
+                   [](const TraceEntry& a, const TraceEntry& b) { return a.arrival < b.arrival; });
+  // The arrival process: the trace's own times, or a Poisson process (the trace's tasks, sizes and
+  // durations in the trace's order, at exponential gaps). Either is then scaled so that the offered
+  // load inside the window is `load`; the window ends at the last arrival and long tasks run past
+  // it, so the scale is found by bisection.
+  std::vector<double> base(out.trace.size());
+  if (options.arrivals == OpenbOptions::Arrivals::kTrace) {
+    for (std::size_t i = 0; i < base.size(); ++i)
+      base[i] = out.trace[i].arrival - out.trace.front().arrival;
+  } else {
+    std::mt19937_64 rng(options.seed);
+    std::exponential_distribution<double> gap(1.0);
+    double t = 0;
+    for (double& b : base) {
+      b = t;
+      t += gap(rng);
+    }
+  }
+  const GpuModel& model = *cluster.nodes.front().model;
+  auto load_at = [&](double scale) {
+    const double end = base.back() * scale;
+    double work = 0;
+    for (std::size_t i = 0; i < base.size(); ++i) {
+      work += out.trace[i].request.ComputeSlices(model) *
+              std::min(out.trace[i].duration, end - base[i] * scale);
+    }
+    return work / (cluster.total_compute_slices() * end);
+  };
+  double lo = 1e-6, hi = 1e9;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = std::sqrt(lo * hi);
+    (load_at(mid) > options.load ? lo : hi) = mid;
+  }
+  out.scale = hi;
+  if (std::abs(load_at(hi) - options.load) > 1e-3 * options.load) {
+    std::ostringstream why;
+    why << "the trace's " << out.trace.size() << " tasks cannot offer load " << options.load
+        << " to " << cluster.total_compute_slices() << " compute slices (at most " << load_at(hi)
+        << "); use a smaller cluster";
+    return absl::InvalidArgumentError(why.str());
+  }
+  for (std::size_t i = 0; i < base.size(); ++i) out.trace[i].arrival = base[i] * out.scale;
+  return out;
 }
 
 }  // namespace tessera::partitioner

@@ -108,3 +108,104 @@ TEST(SimulateTest, JsonHasEveryReportedField) {
 
 }  // namespace
 }  // namespace tessera::partitioner
+
+namespace tessera::partitioner {
+namespace {
+
+TEST(MixTest, ParsesAndNormalisesOrNamesTheBadEntry) {
+  absl::StatusOr<std::vector<std::pair<Request, double>>> mix = ParseMix("mig:1g=1, mps:10:25=3");
+  ASSERT_TRUE(mix.ok()) << mix.status();
+  ASSERT_EQ(mix->size(), 2u);
+  EXPECT_DOUBLE_EQ((*mix)[0].second, 0.25);
+  EXPECT_EQ((*mix)[1].first.ToString(), "mps:10:25");
+  for (const char* bad :
+       {"", "mig:1g", "mig:1g=", "mig:1g=0", "mig:1g=-1", "mig:1g=2x", "mig:9g=1", "mig:1g=nan"}) {
+    EXPECT_FALSE(ParseMix(bad).ok()) << bad;
+  }
+  EXPECT_NE(ParseMix("mig:1g=2x").status().message().find("weight \"2x\""), std::string::npos);
+}
+
+TEST(OpenbTest, MapsSharesToTheSmallestProfileWithEnoughCompute) {
+  EXPECT_EQ(OpenbRequest(1000).ToString(), "whole");
+  EXPECT_EQ(OpenbRequest(100).ToString(), "mig:1g");  // 0.7 slices
+  EXPECT_EQ(OpenbRequest(143).ToString(), "mig:2g");  // 1.001
+  EXPECT_EQ(OpenbRequest(460).ToString(), "mig:4g");  // 3.22
+  EXPECT_EQ(OpenbRequest(571).ToString(), "mig:4g");  // 3.997
+  EXPECT_EQ(OpenbRequest(650).ToString(), "mig:7g");  // 4.55: no 5g or 6g
+}
+
+constexpr const char* kOpenb =
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_"
+    "time,scheduled_time\n"
+    "p0,1,1,1,1000,,LS,Running,0,1000,0\n"
+    "p1,1,1,1,460,,LS,Running,100,700,100\n"
+    "p2,1,1,0,0,,BE,Running,150,900,150\n"
+    "p3,1,1,2,1000,,LS,Running,200,800,200\n"
+    "p4,1,1,1,230,,LS,Running,300,,300\n"
+    "p5,1,1,1,810,,LS,Running,400,1400,400\n";
+
+TEST(OpenbTest, ConvertsOneGpuTasksAndScalesToTheLoad) {
+  const ClusterSpec cluster = ClusterSpec::Parse("a100-40gb:1", 8).value();
+  for (auto arrivals : {OpenbOptions::Arrivals::kTrace, OpenbOptions::Arrivals::kPoisson}) {
+    std::istringstream in(kOpenb);
+    absl::StatusOr<OpenbTrace> t =
+        ConvertOpenb(in, cluster, {.load = 0.5, .arrivals = arrivals, .seed = 3});
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_EQ(t->trace.size(), 3u);
+    EXPECT_EQ(t->skipped_cpu, 1);
+    EXPECT_EQ(t->skipped_multi, 1);
+    EXPECT_EQ(t->skipped_open, 1);
+    EXPECT_EQ(t->trace[1].request.ToString(), "mig:4g");
+    EXPECT_DOUBLE_EQ(t->trace[1].duration, 600);
+    EXPECT_DOUBLE_EQ(t->trace[0].arrival, 0);
+    // The load inside the window is what was asked for.
+    const double end = t->trace.back().arrival;
+    double work = 0;
+    for (const TraceEntry& e : t->trace) {
+      work +=
+          e.request.ComputeSlices(*cluster.nodes[0].model) * std::min(e.duration, end - e.arrival);
+    }
+    EXPECT_NEAR(work / (cluster.total_compute_slices() * end), 0.5, 1e-6);
+  }
+  // Poisson arrivals are reproducible by seed.
+  std::istringstream a(kOpenb), b(kOpenb);
+  EXPECT_EQ(FormatTrace(
+                ConvertOpenb(a, cluster,
+                             {.load = 0.5, .arrivals = OpenbOptions::Arrivals::kPoisson, .seed = 9})
+                    ->trace),
+            FormatTrace(
+                ConvertOpenb(b, cluster,
+                             {.load = 0.5, .arrivals = OpenbOptions::Arrivals::kPoisson, .seed = 9})
+                    ->trace));
+}
+
+TEST(OpenbTest, BadInputNamesTheLineAndField) {
+  const ClusterSpec cluster = ClusterSpec::Parse("a100-40gb:8", 8).value();
+  auto error = [&](std::string text) {
+    std::istringstream in(text);
+    absl::StatusOr<OpenbTrace> t = ConvertOpenb(in, cluster, {});
+    return t.ok() ? std::string("OK") : std::string(t.status().message());
+  };
+  const std::string header =
+      "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_"
+      "time,scheduled_time\n";
+  EXPECT_NE(error("a,b\n").find("line 1: not an openb pod list header"), std::string::npos);
+  EXPECT_NE(error(header + "p,1,1,1,1000,,LS,Running,0,10,0\np,1,1,1x,1000,,LS,R,0,10,0\n")
+                .find("line 3: num_gpu \"1x\""),
+            std::string::npos);
+  EXPECT_NE(error(header + "p,1,1,1,1200,,LS,Running,0,10,0\n")
+                .find("line 2: gpu_milli \"1200\" is not in [1, 1000]"),
+            std::string::npos);
+  EXPECT_NE(error(header + "p,1,1,1,500,,LS,Running,0,1e999,0\n").find("deletion_time"),
+            std::string::npos);
+  EXPECT_NE(error(header + "p,1,1,1,500,,LS\n").find("line 2: expected 11 fields, found 7"),
+            std::string::npos);
+  EXPECT_NE(error(header + "p,1,1,0,0,,LS,Running,0,10,0\n").find("no one-GPU task"),
+            std::string::npos);
+  // Three tasks cannot keep 56 slices 85% busy.
+  EXPECT_NE(error(kOpenb).find("cannot offer load 0.85 to 56 compute slices"), std::string::npos)
+      << error(kOpenb);
+}
+
+}  // namespace
+}  // namespace tessera::partitioner

@@ -80,6 +80,35 @@ struct SimResult {
 SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& trace,
                    const SimOptions& options);
 
+// A request mix "mig:1g=0.5,mps:10:25=0.5" (weights normalised to probabilities). Errors name the
+// entry and what is wrong.
+absl::StatusOr<std::vector<std::pair<Request, double>>> ParseMix(std::string_view spec);
+
+// The openb pod list (Alibaba cluster-trace-gpu-v2023, the FGD paper's trace) as a trace.
+// One-GPU tasks only; multi-GPU tasks, CPU-only pods and pods without a deletion time are counted
+// and skipped. gpu_milli 1000 is a whole GPU; a share s < 1 becomes the smallest MIG profile with
+// at least s of the compute slices: ceil(7s) = 1..4 -> 1g..4g, 5..7 -> 7g (the partitioning
+// reference's "compute mapping"). Arrivals come from the trace or from a Poisson process, scaled
+// so that the offered load is `load`.
+struct OpenbOptions {
+  double load = 0.85;
+  enum class Arrivals { kPoisson, kTrace };
+  Arrivals arrivals = Arrivals::kPoisson;
+  std::uint64_t seed = 1;
+};
+absl::StatusOr<OpenbOptions::Arrivals> ParseOpenbArrivals(std::string_view name);
+Request OpenbRequest(int gpu_milli);
+struct OpenbTrace {
+  std::vector<TraceEntry> trace;
+  int skipped_multi = 0;
+  int skipped_cpu = 0;
+  int skipped_open = 0;
+  double scale = 0;  // seconds of the simulated trace per unit of the arrival process
+};
+// Errors name the line and the field.
+absl::StatusOr<OpenbTrace> ConvertOpenb(std::istream& in, const ClusterSpec& cluster,
+                                        const OpenbOptions& options);
+
 }  // namespace tessera::partitioner
 
 #endif  // TESSERA_PARTITIONER_SIMULATOR_H_
