@@ -115,7 +115,7 @@ void LeaderElector::Run(const std::atomic<bool>* stop,
     if (!Client::SleepFor(config_.retry_period, stop)) break;
   }
   if (leader_.exchange(false)) {
-    Release().IgnoreError();
+    if (config_.release_on_stop) Release().IgnoreError();
     if (on_stopped_leading) on_stopped_leading();
   }
 }

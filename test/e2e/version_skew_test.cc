@@ -6,6 +6,8 @@
 #include "framework/cluster.h"
 #include "framework/objects.h"
 #include "gtest/gtest.h"
+#include "tessera/kube/client.h"
+#include "tessera/kube/discovery.h"
 
 namespace tessera::e2e {
 namespace {
@@ -41,6 +43,24 @@ TEST_F(VersionSkewTest, ApiServerDropsCountersWhenPartitionableDevicesIsOff) {
   const Json& device = (*stored)["spec"]["devices"][0];
   EXPECT_EQ(device["name"], "gpu-0-mig-1g5gb-0");
   EXPECT_FALSE(device.contains("consumesCounters")) << device.dump();
+}
+
+// What the controller learns before choosing a slice layout: 1.35 separates counters from devices,
+// but its default gates drop counters and multi-allocation devices.
+TEST_F(VersionSkewTest, DiscoveryProbeSeesTheEmulatedReleasesFeatures) {
+  absl::StatusOr<kube::Config> config = kube::LoadKubeconfig(cluster().kubeconfig());
+  ASSERT_TRUE(config.ok()) << config.status();
+  kube::Client client(*config);
+  absl::StatusOr<kube::ServerVersion> v = kube::GetServerVersion(client);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->minor, 35);
+  EXPECT_GE(v->binary_minor, 36);
+  absl::StatusOr<kube::SliceFeatures> f =
+      kube::ProbeSliceFeatures(client, Unique("probe") + ".e2e.tessera.dev");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(f->counters_in_own_slice);
+  EXPECT_FALSE(f->partitionable_devices);
+  EXPECT_FALSE(f->consumable_capacity);
 }
 
 }  // namespace

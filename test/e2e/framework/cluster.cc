@@ -149,6 +149,13 @@ absl::Status Cluster::Create(std::string_view manifest, std::string_view ns) con
   return absl::OkStatus();
 }
 
+absl::Status Cluster::RestartApiServer() {
+  if (up_ == nullptr) return absl::FailedPreconditionError("no cluster");
+  ::kill(up_->pid(), SIGUSR1);
+  absl::StatusOr<std::string> line = up_->WaitForLine("APISERVER RESTARTED", 120s, "FAILED");
+  return line.status();
+}
+
 std::string Cluster::LogTails(int lines) const {
   std::ostringstream out;
   std::vector<std::string> logs = {dir_ + "/up.log"};

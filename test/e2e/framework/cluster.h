@@ -69,6 +69,10 @@ class Cluster {
   // The last lines of every component log, for failure messages.
   std::string LogTails(int lines) const;
 
+  // Stops kube-apiserver and starts it again on the same port (testenv up handles SIGUSR1);
+  // returns once it is ready again.
+  absl::Status RestartApiServer();
+
  private:
   Cluster() = default;
 

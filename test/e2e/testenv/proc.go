@@ -22,6 +22,8 @@ type child struct {
 	log    *os.File
 	exited chan struct{}
 	err    error // valid after exited is closed
+	// replaced is set before `up` stops the child on purpose (an API server restart).
+	replaced bool
 }
 
 func startChild(name, logPath string, args []string) (*child, error) {

@@ -142,6 +142,9 @@ func runUp(args []string) int {
 
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	// SIGUSR1 restarts kube-apiserver on the same port (for tests of clients that must survive it).
+	restarts := make(chan os.Signal, 1)
+	signal.Notify(restarts, syscall.SIGUSR1)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		s := <-signals
@@ -158,20 +161,40 @@ func runUp(args []string) int {
 	fmt.Println("READY")
 
 	// Run until a signal, or until a component dies on its own.
-	exited := make(chan *child, len(c.children))
-	for _, ch := range c.children {
-		go func(ch *child) {
+	exited := make(chan *child, len(c.children)+16)
+	watch := func(ch *child) {
+		go func() {
 			<-ch.exited
 			exited <- ch
-		}(ch)
+		}()
+	}
+	for _, ch := range c.children {
+		watch(ch)
 	}
 	rc := 0
-	select {
-	case <-ctx.Done():
-	case ch := <-exited:
-		if ctx.Err() == nil {
-			fmt.Printf("FAILED: %s\n", ch.exitReason())
-			rc = 1
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case ch := <-exited:
+			if ch.replaced {
+				continue
+			}
+			if ctx.Err() == nil {
+				fmt.Printf("FAILED: %s\n", ch.exitReason())
+				rc = 1
+			}
+			break loop
+		case <-restarts:
+			ch, err := c.restartAPIServer(ctx)
+			if err != nil {
+				fmt.Printf("FAILED: restarting kube-apiserver: %v\n", err)
+				rc = 1
+				break loop
+			}
+			watch(ch)
+			fmt.Println("APISERVER RESTARTED")
 		}
 	}
 	c.reportMemory()
@@ -303,6 +326,43 @@ func (c *cluster) adminHTTPClient() (*http.Client, error) {
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}},
 	}, nil
+}
+
+// restartAPIServer stops kube-apiserver and starts it again with the same flags and port.
+func (c *cluster) restartAPIServer(ctx context.Context) (*child, error) {
+	for i, old := range c.children {
+		if old.name != "kube-apiserver" {
+			continue
+		}
+		old.replaced = true
+		began := time.Now()
+		old.stop(30 * time.Second)
+		client, err := c.adminHTTPClient()
+		if err != nil {
+			return nil, err
+		}
+		ch, err := startChild(old.name, old.logPath, old.args)
+		if err != nil {
+			return nil, err
+		}
+		c.children[i] = ch
+		err = waitReady(ch, c.o.readyTimeout, func() error {
+			if ctx.Err() != nil {
+				return nil
+			}
+			body, err := httpGet(client, c.apiserver+"/readyz")
+			if err != nil {
+				return fmt.Errorf("%v %s", err, body)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.progress("kube-apiserver restarted (pid %d) in %.2fs", ch.pid(), time.Since(began).Seconds())
+		return ch, nil
+	}
+	return nil, fmt.Errorf("no kube-apiserver running")
 }
 
 func (c *cluster) startAPIServer(ctx context.Context, etcdURL string) error {

@@ -25,6 +25,8 @@ struct LeaderElectionConfig {
   std::chrono::milliseconds lease_duration{15000};
   std::chrono::milliseconds renew_deadline{10000};
   std::chrono::milliseconds retry_period{2000};
+  // Give the lease up when Run ends. Off only to model a candidate that dies (tests).
+  bool release_on_stop = true;
 };
 
 class LeaderElector {
