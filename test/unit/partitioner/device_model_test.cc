@@ -73,6 +73,13 @@ struct Node {
   std::set<std::string> allocated;
 };
 
+// The devices of `node` from a fresh modeler with the tessera policy.
+absl::StatusOr<NodeDevices> BuildNode(Node& node, ApiFeatures features = {}) {
+  Placer placer(Policy::kTessera);
+  DeviceModeler modeler(placer, features);
+  return modeler.Build(node.Input());
+}
+
 const api::Device* Find(const NodeDevices& d, std::string_view name) {
   for (const auto& dev : d.devices) {
     if (dev->name == name) return dev.get();
@@ -342,9 +349,7 @@ TEST(DeviceModelTest, BeforeR510FourGIsNotPublished) {
   GpuModel m = Model("a100-40gb");
   m.four_and_three_coexist = false;
   Node node(m, 1, PartitionMode::kMigDynamic);
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(Find(*d, "gpu-0-mig-4g20gb-p0"), nullptr);
   EXPECT_NE(Find(*d, "gpu-0-mig-3g20gb-p4"), nullptr);
@@ -406,9 +411,7 @@ TEST(DeviceModelTest, FirstFitOverThePublishedOrderIsThePlacersChoice) {
 
 TEST(DeviceModelTest, SmallerProfilesComeFirstAndTheWholeGpuLast) {
   Node node(Model("h100-80gb"), 2, PartitionMode::kMigDynamic);
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_TRUE(d.ok());
   ASSERT_EQ(d->devices.size(), 2u * 26u);  // 25 placements + the whole GPU, per GPU
   int last_compute = 0;
@@ -485,9 +488,7 @@ TEST(SemverTest, NvidiaVersionStringsBecomeSemanticVersions) {
 
 TEST(DeviceModelTest, WholeModePublishesOneDevicePerGpuWithoutCounters) {
   Node node(Model("a100-80gb"), 4, PartitionMode::kWhole);
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_TRUE(d.ok());
   ASSERT_EQ(d->devices.size(), 4u);
   EXPECT_TRUE(d->counter_sets.empty());
@@ -504,9 +505,7 @@ TEST(DeviceModelTest, MpsWithConsumableCapacityIsOneShareableDevicePerGpu) {
   Node node(Model("h100-80gb"), 2, PartitionMode::kMps);
   node.policy.shares = api::ShareLimits{
       .max_shares = 8, .min_memory = api::Quantity::Parse("2Gi").value(), .min_compute_percent = 5};
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_TRUE(d.ok());
   ASSERT_EQ(d->devices.size(), 2u);
   const api::Device* dev = Find(*d, "gpu-1-mps");
@@ -641,9 +640,7 @@ TEST(DeviceModelTest, AllocatedDevicesStayPublishedWhenThePolicyDropsThem) {
   Node node(Model("h100-80gb"), 1, PartitionMode::kMigDynamic);
   node.policy.allowed_profiles = {"1g"};
   node.allocated = {"gpu-0-mig-3g40gb-p0", "not-ours", "gpu-9"};
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_TRUE(d.ok());
   const api::Device* kept = Find(*d, "gpu-0-mig-3g40gb-p0");
   ASSERT_NE(kept, nullptr);
@@ -693,9 +690,7 @@ TEST(DeviceModelTest, UnchangedDevicesAreReusedAndChangedOnesRebuilt) {
 TEST(DeviceModelTest, InputErrorsNameTheProblem) {
   Node node(Model("a100-40gb"), 2, PartitionMode::kWhole);
   node.infos[1].index = 0;
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("GPU index 0"), std::string::npos);
 }
