@@ -1,0 +1,116 @@
+#ifndef TESSERA_PLUGIN_FAKE_BACKEND_H_
+#define TESSERA_PLUGIN_FAKE_BACKEND_H_
+
+// Simulated GPUs with NVML's behaviour: the `fake` GPU backend of the plugin, for tests, the demo
+// cluster and benchmarks. Described in YAML:
+//
+//   driverVersion: "550.54.15"        # optional
+//   cudaDriverVersion: "12.4"         # optional
+//   createLatencyMs: 0                 # per MIG create (NVML takes hundreds of ms)
+//   destroyLatencyMs: 0
+//   gpus:
+//   - model: h100-80gb                 # a catalogue key
+//     count: 8
+//     migEnabled: true                 # default true
+//     instances:                       # pre-existing MIG instances, not created by tessera
+//     - {profile: 3g.40gb, start: 4}
+//
+// Semantics follow NVML: a placement that is not one of the profile's is INVALID_ARGUMENT, an
+// occupied or overlapping one (or exhausted compute) INSUFFICIENT_RESOURCES, any MIG call on a GPU
+// with MIG off NOT_SUPPORTED, destroying an instance with processes on it IN_USE, an unknown GI
+// NOT_FOUND. GI IDs are the smallest free positive number. The instances are persisted to a state
+// file (written atomically after every change) so that a restarted plugin finds what it left, as on
+// a real node. Thread-safe.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "tessera/partitioner/catalogue.h"
+#include "tessera/partitioner/gpu_state.h"
+#include "tessera/plugin/gpu_backend.h"
+
+namespace tessera::plugin {
+
+struct FakeNodeSpec {
+  struct Instance {
+    std::string profile;
+    int start = 0;
+  };
+  struct Gpu {
+    std::string model;
+    int count = 1;
+    bool mig_enabled = true;
+    std::vector<Instance> instances{};
+  };
+  std::string driver_version = "550.54.15";
+  std::string cuda_driver_version = "12.4";
+  std::chrono::milliseconds create_latency{0};
+  std::chrono::milliseconds destroy_latency{0};
+  std::vector<Gpu> gpus;
+};
+
+// Strict: unknown fields, unknown models and bad instances are errors naming the field.
+absl::StatusOr<FakeNodeSpec> ParseFakeNodeSpec(std::string_view yaml);
+
+class FakeGpuBackend : public GpuBackend {
+ public:
+  // `state_path` empty: nothing persisted. When the state file exists it wins over the spec's
+  // instances (the node as the previous plugin left it); a corrupt one is an error.
+  static absl::StatusOr<std::unique_ptr<FakeGpuBackend>> Open(FakeNodeSpec spec,
+                                                              std::string state_path);
+
+  std::string_view name() const override { return "fake"; }
+  absl::StatusOr<NodeInventory> Discover() override;
+  absl::StatusOr<api::MigInstanceInfo> CreateMigInstance(int gpu, int profile_id,
+                                                         api::Placement placement) override;
+  absl::Status DestroyMigInstance(int gpu, int gi_id) override;
+
+  // Test hooks.
+  // A process starts or stops running on GPU instance `gi_id` (destroy then fails with IN_USE).
+  absl::Status SetInUse(int gpu, int gi_id, bool in_use);
+  // The next `times` calls of `op` ("create", "destroy", "discover") on any GPU fail with `code`.
+  void InjectFault(const std::string& op, NvmlError code, int times = 1);
+  // Operations performed so far (creates, destroys), for tests that count side effects.
+  int creates() const;
+  int destroys() const;
+
+ private:
+  struct FakeInstance {
+    int gi_id = 0;
+    int profile = -1;  // index into the model
+    partitioner::Placement placement;
+    std::string uuid;
+    bool in_use = false;
+  };
+  struct FakeGpu {
+    const partitioner::GpuModel* model = nullptr;
+    bool mig_enabled = true;
+    std::string uuid;
+    std::vector<FakeInstance> instances;
+  };
+
+  explicit FakeGpuBackend(FakeNodeSpec spec, std::string state_path)
+      : spec_(std::move(spec)), state_path_(std::move(state_path)) {}
+  absl::Status Save() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Load(const std::string& text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status TakeFault(const std::string& op, std::string_view call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const FakeNodeSpec spec_;
+  const std::string state_path_;
+  mutable std::mutex mu_;
+  std::vector<FakeGpu> gpus_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<NvmlError, int>> faults_ ABSL_GUARDED_BY(mu_);
+  int next_uuid_ ABSL_GUARDED_BY(mu_) = 1;
+  int creates_ ABSL_GUARDED_BY(mu_) = 0;
+  int destroys_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace tessera::plugin
+
+#endif  // TESSERA_PLUGIN_FAKE_BACKEND_H_

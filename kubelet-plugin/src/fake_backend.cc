@@ -1,0 +1,349 @@
+#include "tessera/plugin/fake_backend.h"
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+#include "tessera/api/strings.h"
+#include "tessera/api/yaml.h"
+#include "tessera/plugin/files.h"
+
+namespace tessera::plugin {
+namespace {
+
+using api::DecodeContext;
+using api::Json;
+using api::ObjectDecoder;
+using partitioner::GpuModel;
+using partitioner::GpuState;
+using partitioner::Placement;
+
+constexpr int kStateVersion = 1;
+
+// A stable, UUID-shaped identifier from a few numbers.
+std::string FakeUuid(const char* prefix, unsigned a, unsigned b) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%s-%08x-%04x-4%03x-8%03x-%012x", prefix, 0x7e55e7a0u + a,
+                b & 0xffff, (a * 7 + b) & 0xfff, (a * 13 + b * 3) & 0xfff,
+                0x5eed0000u + a * 256 + b);
+  return buf;
+}
+
+absl::Status DecodeInstance(const DecodeContext& ctx, const Json& in, FakeNodeSpec::Instance* out) {
+  ObjectDecoder d(ctx, in);
+  d.Required("profile", &out->profile);
+  d.RequiredWith("start", api::RangeField(&out->start, 0, partitioner::kMaxMemorySlices - 1));
+  return d.Finish();
+}
+
+absl::Status DecodeGpu(const DecodeContext& ctx, const Json& in, FakeNodeSpec::Gpu* out) {
+  ObjectDecoder d(ctx, in);
+  d.Required("model", &out->model);
+  d.OptionalWith("count", api::RangeField(&out->count, 1, 64));
+  d.Optional("migEnabled", &out->mig_enabled);
+  d.OptionalWith("instances", [&](const DecodeContext& c, const Json& v) {
+    if (!v.is_array()) return c.Error("expected a list");
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      FakeNodeSpec::Instance inst;
+      if (absl::Status s = DecodeInstance(c.Index(i), v[i], &inst); !s.ok()) return s;
+      out->instances.push_back(inst);
+    }
+    return absl::OkStatus();
+  });
+  if (absl::Status s = d.Finish(); !s.ok()) return s;
+  if (partitioner::FindBuiltinModel(out->model) == nullptr) {
+    return ctx.Field("model").Error(StrCat("unknown GPU model \"", out->model,
+                                           "\" (known: ", partitioner::BuiltinModelKeys(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<FakeNodeSpec> ParseFakeNodeSpec(std::string_view yaml) {
+  absl::StatusOr<Json> doc = api::ParseYaml(yaml);
+  if (!doc.ok()) return doc.status();
+  FakeNodeSpec spec;
+  const DecodeContext ctx(api::UnknownFields::kReject);
+  ObjectDecoder d(ctx, *doc);
+  d.Optional("driverVersion", &spec.driver_version);
+  d.Optional("cudaDriverVersion", &spec.cuda_driver_version);
+  int create_ms = 0, destroy_ms = 0;
+  d.OptionalWith("createLatencyMs", api::RangeField(&create_ms, 0, 600000));
+  d.OptionalWith("destroyLatencyMs", api::RangeField(&destroy_ms, 0, 600000));
+  d.RequiredWith("gpus", [&](const DecodeContext& c, const Json& v) {
+    if (!v.is_array() || v.empty()) return c.Error("expected a non-empty list");
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      FakeNodeSpec::Gpu gpu;
+      if (absl::Status s = DecodeGpu(c.Index(i), v[i], &gpu); !s.ok()) return s;
+      spec.gpus.push_back(gpu);
+    }
+    return absl::OkStatus();
+  });
+  if (absl::Status s = d.Finish(); !s.ok()) return s;
+  spec.create_latency = std::chrono::milliseconds(create_ms);
+  spec.destroy_latency = std::chrono::milliseconds(destroy_ms);
+  return spec;
+}
+
+absl::StatusOr<std::unique_ptr<FakeGpuBackend>> FakeGpuBackend::Open(FakeNodeSpec spec,
+                                                                     std::string state_path) {
+  std::unique_ptr<FakeGpuBackend> b(new FakeGpuBackend(std::move(spec), std::move(state_path)));
+  std::lock_guard<std::mutex> lock(b->mu_);
+  int index = 0;
+  for (std::size_t s = 0; s < b->spec_.gpus.size(); ++s) {
+    const FakeNodeSpec::Gpu& g = b->spec_.gpus[s];
+    for (int k = 0; k < g.count; ++k, ++index) {
+      FakeGpu gpu{.model = partitioner::FindBuiltinModel(g.model),
+                  .mig_enabled = g.mig_enabled,
+                  .uuid = FakeUuid("GPU", static_cast<unsigned>(index), 0),
+                  .instances = {}};
+      if (gpu.model == nullptr)
+        return absl::InvalidArgumentError(StrCat("gpus[", s, "].model: unknown \"", g.model, "\""));
+      b->gpus_.push_back(std::move(gpu));
+    }
+  }
+  if (!b->state_path_.empty()) {
+    absl::StatusOr<std::string> text = ReadWholeFile(b->state_path_);
+    if (text.ok()) {
+      if (absl::Status s = b->Load(*text); !s.ok()) {
+        return absl::DataLossError(StrCat("fake GPU state ", b->state_path_, ": ", s.message()));
+      }
+      return b;
+    }
+    if (text.status().code() != absl::StatusCode::kNotFound) return text.status();
+  }
+  // A fresh node: the spec's pre-existing instances.
+  index = 0;
+  for (std::size_t s = 0; s < b->spec_.gpus.size(); ++s) {
+    const FakeNodeSpec::Gpu& g = b->spec_.gpus[s];
+    for (int k = 0; k < g.count; ++k, ++index) {
+      FakeGpu& gpu = b->gpus_[index];
+      GpuState state(*gpu.model);
+      for (std::size_t i = 0; i < g.instances.size(); ++i) {
+        const std::string where = StrCat("gpus[", s, "].instances[", i, "]");
+        const int profile = gpu.model->ProfileIndex(g.instances[i].profile);
+        if (profile < 0) {
+          return absl::InvalidArgumentError(StrCat(
+              where, ".profile: no profile \"", g.instances[i].profile, "\" on ", gpu.model->key));
+        }
+        const Placement pl{g.instances[i].start, gpu.model->profiles[profile].memory_slices};
+        if (!g.mig_enabled)
+          return absl::InvalidArgumentError(StrCat(where, ": MIG is disabled on this GPU"));
+        if (absl::Status st = state.AddInstance(profile, pl, ""); !st.ok()) {
+          return absl::InvalidArgumentError(StrCat(where, ": ", st.message()));
+        }
+        gpu.instances.push_back({.gi_id = static_cast<int>(gpu.instances.size()) + 1,
+                                 .profile = profile,
+                                 .placement = pl,
+                                 .uuid = FakeUuid("MIG", static_cast<unsigned>(index),
+                                                  static_cast<unsigned>(b->next_uuid_++)),
+                                 .in_use = false});
+      }
+    }
+  }
+  if (absl::Status s = b->Save(); !s.ok()) return s;
+  return b;
+}
+
+absl::Status FakeGpuBackend::Save() {
+  if (state_path_.empty()) return absl::OkStatus();
+  Json gpus = Json::array();
+  for (const FakeGpu& g : gpus_) {
+    Json instances = Json::array();
+    for (const FakeInstance& i : g.instances) {
+      instances.push_back({{"giId", i.gi_id},
+                           {"profile", g.model->profiles[i.profile].name},
+                           {"start", i.placement.start},
+                           {"uuid", i.uuid},
+                           {"inUse", i.in_use}});
+    }
+    gpus.push_back({{"uuid", g.uuid},
+                    {"model", g.model->key},
+                    {"migEnabled", g.mig_enabled},
+                    {"instances", instances}});
+  }
+  const Json state = {{"version", kStateVersion}, {"nextUuid", next_uuid_}, {"gpus", gpus}};
+  return WriteFileAtomically(state_path_, state.dump(1));
+}
+
+absl::Status FakeGpuBackend::Load(const std::string& text) {
+  Json state = Json::parse(text, nullptr, false);
+  if (!state.is_object() || state.value("version", 0) != kStateVersion || !state.contains("gpus") ||
+      !state["gpus"].is_array()) {
+    return absl::DataLossError("not a version 1 fake GPU state");
+  }
+  if (state["gpus"].size() != gpus_.size()) {
+    return absl::DataLossError(
+        StrCat("has ", state["gpus"].size(), " GPUs, the description ", gpus_.size()));
+  }
+  next_uuid_ = state.value("nextUuid", 1);
+  for (std::size_t g = 0; g < gpus_.size(); ++g) {
+    const Json& saved = state["gpus"][g];
+    FakeGpu& gpu = gpus_[g];
+    if (saved.value("model", "") != gpu.model->key) {
+      return absl::DataLossError(StrCat("GPU ", g, " is ", saved.value("model", ""),
+                                        ", the description says ", gpu.model->key));
+    }
+    gpu.mig_enabled = saved.value("migEnabled", gpu.mig_enabled);
+    GpuState check(*gpu.model);
+    for (const Json& i : saved.value("instances", Json::array())) {
+      const int profile = gpu.model->ProfileIndex(i.value("profile", ""));
+      if (profile < 0)
+        return absl::DataLossError(StrCat("GPU ", g, ": unknown profile ", i.value("profile", "")));
+      const Placement pl{i.value("start", -1), gpu.model->profiles[profile].memory_slices};
+      if (absl::Status s = check.AddInstance(profile, pl, ""); !s.ok())
+        return absl::DataLossError(s.message());
+      gpu.instances.push_back({.gi_id = i.value("giId", 0),
+                               .profile = profile,
+                               .placement = pl,
+                               .uuid = i.value("uuid", ""),
+                               .in_use = i.value("inUse", false)});
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeGpuBackend::TakeFault(const std::string& op, std::string_view call) {
+  auto it = faults_.find(op);
+  if (it == faults_.end() || it->second.second <= 0) return absl::OkStatus();
+  --it->second.second;
+  return NvmlStatus(it->second.first, call, "injected fault");
+}
+
+absl::StatusOr<NodeInventory> FakeGpuBackend::Discover() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (absl::Status s = TakeFault("discover", "nvmlDeviceGetCount_v2"); !s.ok()) return s;
+  NodeInventory inv{.driver_version = spec_.driver_version,
+                    .cuda_driver_version = spec_.cuda_driver_version,
+                    .gpus = {}};
+  for (std::size_t g = 0; g < gpus_.size(); ++g) {
+    const FakeGpu& gpu = gpus_[g];
+    api::GpuInfo info;
+    info.index = static_cast<int32_t>(g);
+    info.uuid = gpu.uuid;
+    info.product = gpu.model->product_name;
+    info.model = gpu.model->key;
+    info.memory = api::Quantity::FromInt64(gpu.model->memory_mib * 1024 * 1024,
+                                           api::Quantity::Format::kBinarySI);
+    info.compute_capability = gpu.model->compute_capability;
+    info.pci_bus_id = StrCat(
+        "00000000:", g < 6 ? std::to_string(0x18 + g * 0x10) : std::to_string(0x80 + g), ":00.0");
+    info.mig_capable = true;
+    info.mig_enabled = gpu.mig_enabled;
+    if (gpu.mig_enabled) info.mig_profiles = partitioner::InventoryProfiles(*gpu.model);
+    for (const FakeInstance& i : gpu.instances) {
+      info.mig_instances.push_back({.profile = gpu.model->profiles[i.profile].name,
+                                    .placement = {i.placement.start, i.placement.size},
+                                    .gpu_instance_id = i.gi_id,
+                                    .compute_instance_id = 0,
+                                    .uuid = i.uuid,
+                                    .owner_claim = std::nullopt,
+                                    .created_by_tessera = false});
+    }
+    info.health = api::HealthState::kHealthy;
+    inv.gpus.push_back(std::move(info));
+  }
+  return inv;
+}
+
+absl::StatusOr<api::MigInstanceInfo> FakeGpuBackend::CreateMigInstance(int gpu_index,
+                                                                       int profile_id,
+                                                                       api::Placement placement) {
+  if (spec_.create_latency.count() > 0) std::this_thread::sleep_for(spec_.create_latency);
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string call =
+      StrCat("nvmlDeviceCreateGpuInstanceWithPlacement(GPU ", gpu_index, ", profile ", profile_id,
+             ", {", placement.start, ",", placement.size, "})");
+  if (absl::Status s = TakeFault("create", call); !s.ok()) return s;
+  if (gpu_index < 0 || gpu_index >= static_cast<int>(gpus_.size())) {
+    return NvmlStatus(NvmlError::kInvalidArgument, call, "no such GPU");
+  }
+  FakeGpu& gpu = gpus_[gpu_index];
+  if (!gpu.mig_enabled) return NvmlStatus(NvmlError::kNotSupported, call, "MIG mode is disabled");
+  int profile = -1;
+  for (std::size_t p = 0; p < gpu.model->profiles.size(); ++p) {
+    if (gpu.model->profiles[p].nvml_id == profile_id) profile = static_cast<int>(p);
+  }
+  if (profile < 0) return NvmlStatus(NvmlError::kInvalidArgument, call, "unknown profile");
+  const Placement pl{placement.start, placement.size};
+  const auto& allowed = gpu.model->profiles[profile].placements;
+  if (std::find(allowed.begin(), allowed.end(), pl) == allowed.end()) {
+    return NvmlStatus(NvmlError::kInvalidArgument, call, "not one of the profile's placements");
+  }
+  GpuState state(*gpu.model);
+  for (const FakeInstance& i : gpu.instances) (void)state.AddInstance(i.profile, i.placement, "");
+  if (absl::Status s = state.CheckInstance(profile, pl); !s.ok()) {
+    return NvmlStatus(NvmlError::kInsufficientResources, call, std::string(s.message()));
+  }
+  std::set<int> used;
+  for (const FakeInstance& i : gpu.instances) used.insert(i.gi_id);
+  int gi = 1;
+  while (used.count(gi)) ++gi;
+  FakeInstance inst{.gi_id = gi,
+                    .profile = profile,
+                    .placement = pl,
+                    .uuid = FakeUuid("MIG", static_cast<unsigned>(gpu_index),
+                                     static_cast<unsigned>(next_uuid_++)),
+                    .in_use = false};
+  gpu.instances.push_back(inst);
+  ++creates_;
+  if (absl::Status s = Save(); !s.ok()) return s;
+  return api::MigInstanceInfo{.profile = gpu.model->profiles[profile].name,
+                              .placement = placement,
+                              .gpu_instance_id = gi,
+                              .compute_instance_id = 0,
+                              .uuid = inst.uuid,
+                              .owner_claim = std::nullopt,
+                              .created_by_tessera = true};
+}
+
+absl::Status FakeGpuBackend::DestroyMigInstance(int gpu_index, int gi_id) {
+  if (spec_.destroy_latency.count() > 0) std::this_thread::sleep_for(spec_.destroy_latency);
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string call = StrCat("nvmlGpuInstanceDestroy(GPU ", gpu_index, ", GI ", gi_id, ")");
+  if (absl::Status s = TakeFault("destroy", call); !s.ok()) return s;
+  if (gpu_index < 0 || gpu_index >= static_cast<int>(gpus_.size())) {
+    return NvmlStatus(NvmlError::kInvalidArgument, call, "no such GPU");
+  }
+  FakeGpu& gpu = gpus_[gpu_index];
+  if (!gpu.mig_enabled) return NvmlStatus(NvmlError::kNotSupported, call, "MIG mode is disabled");
+  auto it = std::find_if(gpu.instances.begin(), gpu.instances.end(),
+                         [&](const FakeInstance& i) { return i.gi_id == gi_id; });
+  if (it == gpu.instances.end())
+    return NvmlStatus(NvmlError::kNotFound, call, "no such GPU instance");
+  if (it->in_use) return NvmlStatus(NvmlError::kInUse, call, "a process is running on it");
+  gpu.instances.erase(it);
+  ++destroys_;
+  return Save();
+}
+
+absl::Status FakeGpuBackend::SetInUse(int gpu_index, int gi_id, bool in_use) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (gpu_index < 0 || gpu_index >= static_cast<int>(gpus_.size()))
+    return absl::NotFoundError("no such GPU");
+  for (FakeInstance& i : gpus_[gpu_index].instances) {
+    if (i.gi_id == gi_id) {
+      i.in_use = in_use;
+      return Save();
+    }
+  }
+  return absl::NotFoundError(StrCat("GPU ", gpu_index, " has no GI ", gi_id));
+}
+
+void FakeGpuBackend::InjectFault(const std::string& op, NvmlError code, int times) {
+  std::lock_guard<std::mutex> lock(mu_);
+  faults_[op] = {code, times};
+}
+
+int FakeGpuBackend::creates() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return creates_;
+}
+
+int FakeGpuBackend::destroys() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return destroys_;
+}
+
+}  // namespace tessera::plugin
