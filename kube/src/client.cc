@@ -124,14 +124,8 @@ bool Client::SleepFor(std::chrono::milliseconds d, const std::atomic<bool>* stop
   return stop == nullptr || !stop->load();
 }
 
-absl::StatusOr<HttpResponse> Client::Send(HttpRequest request, bool idempotent,
-                                          std::string_view what) {
-  const std::string content_type = [&] {
-    for (const std::string& h : request.headers) {
-      if (h.rfind("Content-Type: ", 0) == 0) return h.substr(14);
-    }
-    return std::string();
-  }();
+absl::StatusOr<HttpResponse> Client::Send(HttpRequest request, std::string_view content_type,
+                                          bool idempotent, std::string_view what) {
   bool reauthenticated = false;
   absl::Status last;
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
@@ -172,11 +166,10 @@ absl::StatusOr<Json> Client::Raw(std::string_view method, std::string_view path_
   req.url = StrCat(config().server, path_and_query);
   req.timeout = options_.timeout;
   if (body != nullptr) req.body = body->dump();
-  req.headers = {StrCat("Content-Type: ", body != nullptr ? content_type : "")};
-  if (body == nullptr) req.headers.clear();
   const std::string what = StrCat(method, " ", path_and_query);
   const bool idempotent = method != "POST";
-  absl::StatusOr<HttpResponse> r = Send(std::move(req), idempotent, what);
+  absl::StatusOr<HttpResponse> r =
+      Send(std::move(req), body != nullptr ? content_type : "", idempotent, what);
   if (!r.ok()) return r.status();
   if (r->status / 100 != 2) return StatusFromResponse(r->status, r->body, what);
   return ParseBody(*r, what);

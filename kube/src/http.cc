@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
 #include "tessera/api/strings.h"
 
@@ -155,8 +156,13 @@ struct Sink {
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* sink = static_cast<Sink*>(user);
   std::string line(data, size * n);
-  if (line.rfind("HTTP/", 0) == 0)
-    sink->response->headers.clear();  // a new response (redirect, 100)
+  if (line.rfind("HTTP/", 0) == 0) {
+    // A new response (redirect, 100): its status decides how OnBody treats the body that follows.
+    sink->response->headers.clear();
+    const std::size_t sp = line.find(' ');
+    if (sp != std::string::npos) sink->response->status = std::atoi(line.substr(sp + 1, 3).c_str());
+    return size * n;
+  }
   const std::size_t colon = line.find(':');
   if (colon != std::string::npos) {
     std::string name = line.substr(0, colon);
@@ -234,19 +240,7 @@ absl::StatusOr<HttpResponse> HttpClient::Stream(
   Prepare(*h, request);
   HttpResponse response;
   Sink sink{.response = &response, .on_data = &on_data, .stop = stop, .idle_timeout = idle_timeout};
-  // The status line arrives before the body: record it for OnBody.
-  curl_easy_setopt(
-      h->curl, CURLOPT_HEADERFUNCTION,
-      +[](char* data, size_t size, size_t n, void* user) -> size_t {
-        auto* s = static_cast<Sink*>(user);
-        std::string_view line(data, size * n);
-        if (line.rfind("HTTP/", 0) == 0) {
-          const std::size_t sp = line.find(' ');
-          if (sp != std::string_view::npos)
-            s->response->status = std::atoi(std::string(line.substr(sp + 1, 3)).c_str());
-        }
-        return OnHeader(data, size, n, user);
-      });
+  curl_easy_setopt(h->curl, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(h->curl, CURLOPT_HEADERDATA, &sink);
   curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &sink);

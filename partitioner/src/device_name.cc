@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "tessera/api/strings.h"
+#include "text.h"
 
 namespace tessera::partitioner {
 namespace {
@@ -37,18 +38,6 @@ std::optional<ShareKind> ShareSegment(std::string_view segment) {
   return std::nullopt;
 }
 
-std::vector<std::string_view> Split(std::string_view s) {
-  std::vector<std::string_view> out;
-  std::size_t begin = 0;
-  while (true) {
-    const std::size_t dash = s.find('-', begin);
-    out.push_back(s.substr(begin, dash == std::string_view::npos ? s.npos : dash - begin));
-    if (dash == std::string_view::npos) break;
-    begin = dash + 1;
-  }
-  return out;
-}
-
 // A profile-token segment must not look like any other part of the grammar.
 bool ReservedSegment(std::string_view segment) {
   int unused = 0;
@@ -71,7 +60,7 @@ absl::StatusOr<std::string> ProfileToken(std::string_view profile_name) {
     }
     token += c;
   }
-  for (std::string_view segment : Split(token)) {
+  for (std::string_view segment : internal::Split(token, '-')) {
     if (ReservedSegment(segment)) {
       return absl::InvalidArgumentError(StrCat("MIG profile name \"", profile_name,
                                                "\" gives the device-name token \"", token,
@@ -97,7 +86,7 @@ absl::StatusOr<DeviceName> DeviceName::Parse(std::string_view name) {
         StrCat("device name \"", name, "\" is not a tessera device: ", why));
   };
   if (name.size() > kMaxLabel) return bad("longer than 63 characters");
-  const std::vector<std::string_view> seg = Split(name);
+  const std::vector<std::string_view> seg = internal::Split(name, '-');
   if (seg.size() < 2 || seg[0] != "gpu") return bad("expected gpu-<index>");
   DeviceName out;
   if (!ParseCanonical(seg[1], &out.gpu)) return bad("GPU index is not a canonical number");

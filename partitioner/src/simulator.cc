@@ -18,18 +18,8 @@ namespace {
 
 using internal::ParseFiniteDouble;
 using internal::ParseInt;
+using internal::Split;
 using internal::Trim;
-
-// `line` split at commas.
-std::vector<std::string_view> Fields(std::string_view line) {
-  std::vector<std::string_view> out;
-  while (true) {
-    const std::size_t comma = line.find(',');
-    out.push_back(line.substr(0, comma));
-    if (comma == std::string_view::npos) return out;
-    line.remove_prefix(comma + 1);
-  }
-}
 
 double Percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -115,13 +105,8 @@ absl::StatusOr<std::vector<TraceEntry>> ParseTrace(std::istream& in) {
       continue;
     }
     if (text.empty() || text.front() == '#') continue;
-    std::vector<std::string_view> fields;
-    for (std::size_t start = 0;;) {
-      const auto comma = text.find(',', start);
-      fields.push_back(Trim(text.substr(start, comma - start)));
-      if (comma == std::string_view::npos) break;
-      start = comma + 1;
-    }
+    std::vector<std::string_view> fields = Split(text, ',');
+    for (std::string_view& f : fields) f = Trim(f);
     if (fields.size() != 3) return bad(StrCat("expected 3 fields, got ", fields.size()));
     TraceEntry e;
     if (!ParseFiniteDouble(fields[0], &e.arrival) || e.arrival < 0) {
@@ -152,7 +137,7 @@ std::string FormatTrace(const std::vector<TraceEntry>& trace) {
   return out.str();
 }
 
-Demand DemandOf(const std::vector<TraceEntry>& trace) {
+Demand DemandOf(std::span<const TraceEntry> trace) {
   std::map<std::string, std::pair<Request, double>> counts;
   for (const TraceEntry& e : trace) {
     // Every non-MIG request needs an empty GPU to open; one class stands for them all.
@@ -232,11 +217,7 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
     const TraceEntry& e = trace[i];
     if (i > 0 && i % kDemandRefresh == 0) {
       const std::size_t from = i > kDemandWindow ? i - kDemandWindow : 0;
-      placer =
-          Placer(options.policy,
-                 DemandOf(std::vector<TraceEntry>(trace.begin() + static_cast<std::ptrdiff_t>(from),
-                                                  trace.begin() + static_cast<std::ptrdiff_t>(i))),
-                 limits);
+      placer = Placer(options.policy, DemandOf(std::span(trace).subspan(from, i - from)), limits);
     }
     while (!departures.empty() && departures.top().time <= e.arrival) {
       const Departure d = departures.top();
@@ -343,7 +324,7 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
 absl::StatusOr<std::vector<std::pair<Request, double>>> ParseMix(std::string_view spec) {
   std::vector<std::pair<Request, double>> mix;
   double total = 0;
-  for (std::string_view item : Fields(spec)) {
+  for (std::string_view item : Split(spec, ',')) {
     item = Trim(item);
     const std::size_t eq = item.rfind('=');
     if (eq == std::string_view::npos) {
@@ -388,7 +369,7 @@ absl::StatusOr<OpenbTrace> ConvertOpenb(std::istream& in, const ClusterSpec& clu
   if (!(options.load > 0)) return absl::InvalidArgumentError("openb: load must be positive");
   std::string line;
   std::getline(in, line);
-  const std::vector<std::string_view> header = Fields(Trim(line));
+  const std::vector<std::string_view> header = Split(Trim(line), ',');
   const std::vector<std::string_view> want = {
       "name",     "cpu_milli", "memory_mib", "num_gpu",       "gpu_milli",
       "gpu_spec", "qos",       "pod_phase",  "creation_time", "deletion_time"};
@@ -400,7 +381,7 @@ absl::StatusOr<OpenbTrace> ConvertOpenb(std::istream& in, const ClusterSpec& clu
   }
   OpenbTrace out;
   for (int number = 2; std::getline(in, line); ++number) {
-    const std::vector<std::string_view> f = Fields(Trim(line));
+    const std::vector<std::string_view> f = Split(Trim(line), ',');
     auto bad = [&](std::string_view what) {
       return absl::InvalidArgumentError(StrCat("line ", number, ": ", what));
     };

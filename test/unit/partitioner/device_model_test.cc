@@ -80,6 +80,12 @@ absl::StatusOr<NodeDevices> BuildNode(Node& node, ApiFeatures features = {}) {
   return modeler.Build(node.Input());
 }
 
+std::vector<std::string> Names(const NodeDevices& d) {
+  std::vector<std::string> out;
+  for (const auto& dev : d.devices) out.push_back(dev->name);
+  return out;
+}
+
 const api::Device* Find(const NodeDevices& d, std::string_view name) {
   for (const auto& dev : d.devices) {
     if (dev->name == name) return dev.get();
@@ -533,10 +539,7 @@ TEST(DeviceModelTest, MpsWithConsumableCapacityIsOneShareableDevicePerGpu) {
 
 TEST(DeviceModelTest, WithoutConsumableCapacitySharesAreFixedDevices) {
   Node node(Model("a100-40gb"), 2, PartitionMode::kTimeSlice);
-  Placer placer(Policy::kTessera);
-  ApiFeatures features = ApiFeatures::Defaults(35);
-  DeviceModeler modeler(placer, features);
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node, ApiFeatures::Defaults(35));
   ASSERT_TRUE(d.ok());
   ASSERT_EQ(d->devices.size(), 8u);
   const api::Device* dev = Find(*d, "gpu-0-ts-s3");
@@ -552,12 +555,9 @@ TEST(DeviceModelTest, DynamicMigWithMpsPublishesShareableInstancesThatConsumeThe
   Node node(Model("a100-80gb"), 1, PartitionMode::kMigDynamic);
   node.policy.instance_sharing = api::SharingStrategy::kMps;
   node.policy.allowed_profiles = {"3g", "7g"};
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_TRUE(d.ok());
-  std::vector<std::string> names;
-  for (const auto& dev : d->devices) names.push_back(dev->name);
+  const std::vector<std::string> names = Names(*d);
   // tessera fills the upper half first (what FGD prefers on an empty GPU); shares follow the same
   // order.
   EXPECT_EQ(names,
@@ -572,10 +572,9 @@ TEST(DeviceModelTest, DynamicMigWithMpsPublishesShareableInstancesThatConsumeThe
   EXPECT_EQ(Str(*shared, "profile"), "3g.40gb");
 
   // Without consumable capacity the combination cannot be expressed: exclusive devices only.
-  DeviceModeler old(placer, ApiFeatures{.partitionable_devices = true,
-                                        .consumable_capacity = false,
-                                        .counters_in_own_slice = true});
-  d = old.Build(node.Input());
+  d = BuildNode(node, ApiFeatures{.partitionable_devices = true,
+                                  .consumable_capacity = false,
+                                  .counters_in_own_slice = true});
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->devices.size(), 4u);
   ASSERT_EQ(d->warnings.size(), 1u);
@@ -588,20 +587,16 @@ TEST(DeviceModelTest, StaticMigPublishesTheExistingInstances) {
   ASSERT_TRUE(node.states[0].AddInstance(m.ProfileIndex("3g"), {4, 4}, "").ok());
   ASSERT_TRUE(node.states[0].AddInstance(m.ProfileIndex("1g"), {0, 1}, "").ok());
   ASSERT_TRUE(node.states[0].AddInstance(m.ProfileIndex("2g"), {2, 2}, "").ok());
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
   ASSERT_TRUE(d.ok());
-  std::vector<std::string> names;
-  for (const auto& dev : d->devices) names.push_back(dev->name);
+  const std::vector<std::string> names = Names(*d);
   EXPECT_EQ(names, (std::vector<std::string>{"gpu-0-mig-1g5gb-p0", "gpu-0-mig-2g10gb-p2",
                                              "gpu-0-mig-3g20gb-p4"}));
   EXPECT_TRUE(d->counter_sets.empty());
 
   // Shared with time-slicing on a cluster without consumable capacity: 4 fixed shares each.
   node.policy.instance_sharing = api::SharingStrategy::kTimeSlicing;
-  DeviceModeler old(placer, ApiFeatures::Defaults(34));
-  d = old.Build(node.Input());
+  d = BuildNode(node, ApiFeatures::Defaults(34));
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->devices.size(), 12u);
   EXPECT_NE(Find(*d, "gpu-0-mig-2g10gb-p2-ts-s3"), nullptr);
@@ -652,12 +647,9 @@ TEST(DeviceModelTest, AllocatedDevicesStayPublishedWhenThePolicyDropsThem) {
 TEST(DeviceModelTest, WithoutPartitionableDevicesMigDynamicFallsBackSafely) {
   Node node(Model("a100-40gb"), 2, PartitionMode::kMigDynamic);
   ASSERT_TRUE(node.states[1].AddInstance(0, {0, 1}, "c").ok());
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures::Defaults(35));
-  absl::StatusOr<NodeDevices> d = modeler.Build(node.Input());
+  absl::StatusOr<NodeDevices> d = BuildNode(node, ApiFeatures::Defaults(35));
   ASSERT_TRUE(d.ok());
-  std::vector<std::string> names;
-  for (const auto& dev : d->devices) names.push_back(dev->name);
+  const std::vector<std::string> names = Names(*d);
   EXPECT_EQ(names, (std::vector<std::string>{"gpu-1-mig-1g5gb-p0", "gpu-0"}));
   EXPECT_TRUE(d->counter_sets.empty());
   EXPECT_EQ(d->warnings.size(), 2u);
@@ -741,7 +733,6 @@ TEST(SlicesTest, EightH100sInMigDynamicSplitByRelease) {
 }
 
 TEST(SlicesTest, AnEmptyNodeIsOneEmptySlice) {
-  Placer placer(Policy::kTessera);
   absl::StatusOr<std::vector<api::ResourceSliceSpec>> slices =
       SplitIntoSlices(NodeDevices{}, {"gpu.tessera.dev", "n", "n", 0}, SliceLimits{});
   ASSERT_TRUE(slices.ok());
@@ -753,9 +744,7 @@ class ValidatePoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
     Node node(Model("a100-40gb"), 2, PartitionMode::kMigDynamic);
-    Placer placer(Policy::kTessera);
-    DeviceModeler modeler(placer, ApiFeatures{});
-    devices_ = modeler.Build(node.Input()).value();
+    devices_ = BuildNode(node).value();
     slices_ =
         SplitIntoSlices(devices_, {"gpu.tessera.dev", "node-a", "node-a", 1}, limits_).value();
     ASSERT_EQ(slices_.size(), 2u);
@@ -841,9 +830,7 @@ TEST_F(ValidatePoolTest, CounterSetRules) {
 
 TEST_F(ValidatePoolTest, ShareRequestPolicies) {
   Node node(Model("a100-40gb"), 1, PartitionMode::kMps);
-  Placer placer(Policy::kTessera);
-  DeviceModeler modeler(placer, ApiFeatures{});
-  NodeDevices d = modeler.Build(node.Input()).value();
+  NodeDevices d = BuildNode(node).value();
   slices_ = SplitIntoSlices(d, {"gpu.tessera.dev", "node-a", "node-a", 1}, limits_).value();
   ASSERT_EQ(Error(), "OK");
   auto& policy = *Dev(0).capacity["memory"].request_policy;

@@ -141,7 +141,9 @@ class Client {
   std::chrono::milliseconds Backoff(int attempt);
 
  private:
-  absl::StatusOr<HttpResponse> Send(HttpRequest request, bool idempotent, std::string_view what);
+  // Sends with fresh headers (and token) on every attempt; see the retry rules above.
+  absl::StatusOr<HttpResponse> Send(HttpRequest request, std::string_view content_type,
+                                    bool idempotent, std::string_view what);
   std::vector<std::string> Headers(std::string_view content_type);
 
   HttpClient http_;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <istream>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,7 +47,7 @@ absl::StatusOr<std::vector<TraceEntry>> ParseTrace(std::istream& in);
 std::string FormatTrace(const std::vector<TraceEntry>& trace);
 
 // The demand mix of a trace, for fragmentation-aware policies.
-Demand DemandOf(const std::vector<TraceEntry>& trace);
+Demand DemandOf(std::span<const TraceEntry> trace);
 
 enum class NodeChoice { kSpread, kRandom };
 absl::StatusOr<NodeChoice> ParseNodeChoice(std::string_view name);
