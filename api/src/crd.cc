@@ -168,6 +168,7 @@ absl::Status Decode(const DecodeContext& ctx, const Json& in, GpuInfo* out) {
   d.Required("memory", &out->memory);
   d.Optional("computeCapability", &out->compute_capability);
   d.Optional("pciBusID", &out->pci_bus_id);
+  d.OptionalWith("minorNumber", RangeField(&out->minor_number, -1, 255));
   d.Optional("migCapable", &out->mig_capable);
   d.Optional("migEnabled", &out->mig_enabled);
   d.Optional("migProfiles", &out->mig_profiles);
@@ -191,7 +192,9 @@ void to_json(Json& out, const GpuInfo& in) {
       .SetNonEmpty("model", in.model)
       .Set("memory", in.memory)
       .SetNonEmpty("computeCapability", in.compute_capability)
-      .SetNonEmpty("pciBusID", in.pci_bus_id)
+      .SetNonEmpty("pciBusID", in.pci_bus_id);
+  if (in.minor_number >= 0) e.Set("minorNumber", in.minor_number);
+  e
       .SetNonEmpty("migCapable", in.mig_capable)
       .SetNonEmpty("migEnabled", in.mig_enabled)
       .SetNonEmpty("migProfiles", in.mig_profiles)

@@ -158,10 +158,12 @@ absl::Status FakeGpuBackend::Save() {
                            {"uuid", i.uuid},
                            {"inUse", i.in_use}});
     }
-    gpus.push_back({{"uuid", g.uuid},
-                    {"model", g.model->key},
-                    {"migEnabled", g.mig_enabled},
-                    {"instances", instances}});
+    Json saved = {{"uuid", g.uuid},
+                  {"model", g.model->key},
+                  {"migEnabled", g.mig_enabled},
+                  {"instances", instances}};
+    if (g.time_slice) saved["timeSlice"] = api::ToString(*g.time_slice);
+    gpus.push_back(std::move(saved));
   }
   const Json state = {{"version", kStateVersion}, {"nextUuid", next_uuid_}, {"gpus", gpus}};
   return WriteFileAtomically(state_path_, state.dump(1));
@@ -186,6 +188,15 @@ absl::Status FakeGpuBackend::Load(const std::string& text) {
                                         ", the description says ", gpu.model->key));
     }
     gpu.mig_enabled = saved.value("migEnabled", gpu.mig_enabled);
+    if (saved.contains("timeSlice")) {
+      const std::string name = saved.value("timeSlice", "");
+      for (std::size_t t = 0; t < api::kTimeSliceIntervalNames.size(); ++t) {
+        if (api::kTimeSliceIntervalNames[t] == name)
+          gpu.time_slice = static_cast<api::TimeSliceInterval>(t);
+      }
+      if (!gpu.time_slice)
+        return absl::DataLossError(StrCat("GPU ", g, ": unknown time slice ", name));
+    }
     GpuState check(*gpu.model);
     for (const Json& i : saved.value("instances", Json::array())) {
       const int profile = gpu.model->ProfileIndex(i.value("profile", ""));
@@ -229,8 +240,10 @@ absl::StatusOr<NodeInventory> FakeGpuBackend::Discover() {
     info.compute_capability = gpu.model->compute_capability;
     info.pci_bus_id = StrCat(
         "00000000:", g < 6 ? std::to_string(0x18 + g * 0x10) : std::to_string(0x80 + g), ":00.0");
+    info.minor_number = static_cast<int32_t>(g);
     info.mig_capable = true;
     info.mig_enabled = gpu.mig_enabled;
+    info.time_slice_interval = gpu.time_slice;
     if (gpu.mig_enabled) info.mig_profiles = partitioner::InventoryProfiles(*gpu.model);
     for (const FakeInstance& i : gpu.instances) {
       info.mig_instances.push_back({.profile = gpu.model->profiles[i.profile].name,
@@ -241,7 +254,8 @@ absl::StatusOr<NodeInventory> FakeGpuBackend::Discover() {
                                     .owner_claim = std::nullopt,
                                     .created_by_tessera = false});
     }
-    info.health = api::HealthState::kHealthy;
+    info.health = gpu.health;
+    info.health_message = gpu.health_message;
     inv.gpus.push_back(std::move(info));
   }
   return inv;
@@ -316,6 +330,29 @@ absl::Status FakeGpuBackend::DestroyMigInstance(int gpu_index, int gi_id) {
   gpu.instances.erase(it);
   ++destroys_;
   return Save();
+}
+
+absl::Status FakeGpuBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval interval) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string call =
+      StrCat("nvidia-smi compute-policy -i ", gpu_index, " --set-timeslice ",
+             static_cast<int>(interval));
+  if (absl::Status s = TakeFault("timeslice", call); !s.ok()) return s;
+  if (gpu_index < 0 || gpu_index >= static_cast<int>(gpus_.size())) {
+    return NvmlStatus(NvmlError::kInvalidArgument, call, "no such GPU");
+  }
+  gpus_[gpu_index].time_slice = interval;
+  return Save();
+}
+
+absl::Status FakeGpuBackend::SetHealth(int gpu_index, api::HealthState health,
+                                       std::string message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (gpu_index < 0 || gpu_index >= static_cast<int>(gpus_.size()))
+    return absl::NotFoundError("no such GPU");
+  gpus_[gpu_index].health = health;
+  gpus_[gpu_index].health_message = std::move(message);
+  return absl::OkStatus();
 }
 
 absl::Status FakeGpuBackend::SetInUse(int gpu_index, int gi_id, bool in_use) {

@@ -92,6 +92,7 @@ struct GpuInfo {
   Quantity memory;
   std::string compute_capability;  // "9.0"
   std::string pci_bus_id;
+  int32_t minor_number = -1;  // N in /dev/nvidiaN and in the MIG capability paths; -1 unknown
   bool mig_capable = false;
   bool mig_enabled = false;
   std::vector<MigProfileInfo> mig_profiles;

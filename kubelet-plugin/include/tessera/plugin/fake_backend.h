@@ -8,7 +8,7 @@
 //   cudaDriverVersion: "12.4"         # optional
 //   createLatencyMs: 0                 # per MIG create (NVML takes hundreds of ms)
 //   destroyLatencyMs: 0
-//   gpus:
+//   gpus:                              # GPU i is /dev/nvidia<i>
 //   - model: h100-80gb                 # a catalogue key
 //     count: 8
 //     migEnabled: true                 # default true
@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,11 +70,14 @@ class FakeGpuBackend : public GpuBackend {
   absl::StatusOr<api::MigInstanceInfo> CreateMigInstance(int gpu, int profile_id,
                                                          api::Placement placement) override;
   absl::Status DestroyMigInstance(int gpu, int gi_id) override;
+  absl::Status SetTimeSlice(int gpu, api::TimeSliceInterval interval) override;
 
   // Test hooks.
+  // What Discover reports as the GPU's health (an Xid or a lost GPU on a real node).
+  absl::Status SetHealth(int gpu, api::HealthState health, std::string message);
   // A process starts or stops running on GPU instance `gi_id` (destroy then fails with IN_USE).
   absl::Status SetInUse(int gpu, int gi_id, bool in_use);
-  // The next `times` calls of `op` ("create", "destroy", "discover") on any GPU fail with `code`.
+  // The next `times` calls of `op` ("create", "destroy", "discover", "timeslice") on any GPU fail with `code`.
   void InjectFault(const std::string& op, NvmlError code, int times = 1);
   // Operations performed so far (creates, destroys), for tests that count side effects.
   int creates() const;
@@ -92,6 +96,9 @@ class FakeGpuBackend : public GpuBackend {
     bool mig_enabled = true;
     std::string uuid;
     std::vector<FakeInstance> instances;
+    std::optional<api::TimeSliceInterval> time_slice{};
+    api::HealthState health = api::HealthState::kHealthy;
+    std::string health_message{};
   };
 
   explicit FakeGpuBackend(FakeNodeSpec spec, std::string state_path)

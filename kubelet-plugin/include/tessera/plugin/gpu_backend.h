@@ -64,6 +64,10 @@ class GpuBackend {
                                                                  api::Placement placement) = 0;
   // Destroys the compute instances of GPU instance `gi_id`, then the GPU instance.
   virtual absl::Status DestroyMigInstance(int gpu, int gi_id) = 0;
+
+  // The GPU's time-slice interval between CUDA contexts (`nvidia-smi compute-policy
+  // --set-timeslice`; NVML has no call for it). Per physical GPU, also in MIG mode.
+  virtual absl::Status SetTimeSlice(int gpu, api::TimeSliceInterval interval) = 0;
 };
 
 }  // namespace tessera::plugin
