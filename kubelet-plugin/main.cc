@@ -1,12 +1,290 @@
 // tessera-kubelet-plugin: prepares and unprepares ResourceClaims on one GPU node.
-// Today it validates configuration files; serving arrives with issue #6.
+//
+// Start-up order (dra-protocol §10.1): flags, GPU backend, checkpoint, reconcile, then the DRA
+// socket, then the registration socket, then the GpuInventory heartbeat. SIGTERM/SIGINT stop in
+// reverse order. Every flag can also be set through the environment variable named in --help.
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <iostream>
+#include <memory>
+#include <thread>
 
 #include "CLI/CLI.hpp"
+#include "httplib.h"
+#include "spdlog/spdlog.h"
+#include "tessera/api/strings.h"
+#include "tessera/kube/client.h"
+#include "tessera/kube/config.h"
+#include "tessera/plugin/cdi.h"
+#include "tessera/plugin/checkpoint.h"
+#include "tessera/plugin/device_nodes.h"
+#include "tessera/plugin/fake_backend.h"
+#include "tessera/plugin/files.h"
+#include "tessera/plugin/inventory.h"
+#include "tessera/plugin/metrics.h"
+#include "tessera/plugin/mps.h"
+#include "tessera/plugin/nvml_backend.h"
+#include "tessera/plugin/prepare.h"
+#include "tessera/plugin/server.h"
 #include "tessera/tools/cli.h"
 
+namespace {
+
+using tessera::StrCat;
+namespace plugin = tessera::plugin;
+
+struct Flags {
+  std::string node_name;
+  std::string driver_name = "gpu.tessera.dev";
+  std::string kubelet_root = "/var/lib/kubelet";
+  std::string plugin_dir;  // default <kubelet root>/plugins/<driver>
+  std::string data_dir;    // default the plugin dir
+  std::string cdi_root = "/var/run/cdi";
+  std::string kubeconfig;
+  std::string backend = "nvml";
+  std::string fake_gpus;
+  std::string driver_root = "/";
+  std::string nvml_library;
+  std::string host_root = "/";
+  std::string mps_control_binary;
+  std::string metrics_address = ":9400";
+  std::string health_address = ":9401";
+  std::string log_format = "text";
+  int verbosity = 0;
+  std::string pod_uid;
+  int heartbeat_seconds = 10;
+  std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
+};
+
+// One small HTTP server per address: /metrics, /healthz (serving), /readyz (registered).
+class HttpEndpoints {
+ public:
+  HttpEndpoints(plugin::PluginMetrics& metrics, plugin::PluginServer& server)
+      : metrics_(metrics), server_(server) {}
+  ~HttpEndpoints() {
+    for (auto& s : servers_) s->stop();
+    for (auto& t : threads_) t.join();
+  }
+
+  absl::Status Listen(const std::string& address) {
+    if (address.empty() || address == "0") return absl::OkStatus();  // "0": off, as kube's flags
+    const std::size_t colon = address.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(StrCat("address \"", address, "\" is not [host]:port"));
+    }
+    std::string host = address.substr(0, colon);
+    if (host.empty()) host = "0.0.0.0";
+    const std::string port_text = address.substr(colon + 1);
+    const int port = std::atoi(port_text.c_str());
+    if (port_text.empty() || port < 0 || port > 65535 ||
+        port_text.find_first_not_of("0123456789") != std::string::npos) {
+      return absl::InvalidArgumentError(StrCat("address \"", address, "\": bad port"));
+    }
+    auto s = std::make_unique<httplib::Server>();
+    s->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
+    });
+    s->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok\n", "text/plain");
+    });
+    s->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      const plugin::RegistrationState r = server_.registration();
+      if (r.registered) {
+        res.set_content("registered\n", "text/plain");
+      } else {
+        res.status = 503;
+        res.set_content(r.notified ? "registration refused: " + r.error + "\n"
+                                   : "not registered with the kubelet yet\n",
+                        "text/plain");
+      }
+    });
+    const int bound =
+        port == 0 ? s->bind_to_any_port(host) : (s->bind_to_port(host, port) ? port : -1);
+    if (bound <= 0) return absl::UnavailableError(StrCat("cannot listen on ", address));
+    spdlog::info("serving /metrics, /healthz and /readyz on {}:{}", host, bound);
+    httplib::Server* raw = s.get();
+    servers_.push_back(std::move(s));
+    threads_.emplace_back([raw] { raw->listen_after_bind(); });
+    return absl::OkStatus();
+  }
+
+ private:
+  plugin::PluginMetrics& metrics_;
+  plugin::PluginServer& server_;
+  std::vector<std::unique_ptr<httplib::Server>> servers_;
+  std::vector<std::thread> threads_;
+};
+
+absl::StatusOr<std::unique_ptr<plugin::GpuBackend>> OpenBackend(const Flags& f) {
+  if (f.backend == "fake") {
+    if (f.fake_gpus.empty()) {
+      return absl::InvalidArgumentError("--gpu-backend=fake needs --fake-gpus FILE");
+    }
+    absl::StatusOr<std::string> text = plugin::ReadWholeFile(f.fake_gpus);
+    if (!text.ok()) return text.status();
+    absl::StatusOr<plugin::FakeNodeSpec> spec = plugin::ParseFakeNodeSpec(*text);
+    if (!spec.ok()) {
+      return absl::InvalidArgumentError(StrCat(f.fake_gpus, ": ", spec.status().message()));
+    }
+    auto backend =
+        plugin::FakeGpuBackend::Open(*std::move(spec), StrCat(f.data_dir, "/fake-gpus-state.json"));
+    if (!backend.ok()) return backend.status();
+    return std::unique_ptr<plugin::GpuBackend>(std::move(*backend));
+  }
+  if (f.backend == "nvml") {
+    auto backend = plugin::NvmlBackend::Open({.driver_root = f.driver_root,
+                                              .library_path = f.nvml_library,
+                                              .nvidia_smi_path = {},
+                                              .watch_events = true});
+    if (!backend.ok()) return backend.status();
+    return std::unique_ptr<plugin::GpuBackend>(std::move(*backend));
+  }
+  return absl::InvalidArgumentError(
+      StrCat("--gpu-backend: \"", f.backend, "\" is not one of nvml, fake"));
+}
+
+int Fail(const absl::Status& s) {
+  spdlog::critical("{}", std::string(s.message()));
+  std::cerr << "tessera-kubelet-plugin: " << s.message() << std::endl;
+  return 1;
+}
+
+int Serve(Flags f) {
+  if (f.node_name.empty()) return Fail(absl::InvalidArgumentError("--node-name is required"));
+  if (f.plugin_dir.empty()) f.plugin_dir = StrCat(f.kubelet_root, "/plugins/", f.driver_name);
+  if (f.data_dir.empty()) f.data_dir = f.plugin_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(f.data_dir, ec);
+  if (ec)
+    return Fail(
+        absl::FailedPreconditionError(StrCat("--data-dir ", f.data_dir, ": ", ec.message())));
+
+  absl::StatusOr<std::unique_ptr<plugin::GpuBackend>> backend = OpenBackend(f);
+  if (!backend.ok()) return Fail(backend.status());
+
+  std::string boot_id = plugin::ReadBootId(f.boot_id_file);
+  if (boot_id.empty()) {
+    spdlog::warn("cannot read the boot ID from {}; reboots cannot be told from restarts",
+                 f.boot_id_file);
+  }
+  plugin::CheckpointLoadReport loaded;
+  auto checkpoint =
+      plugin::CheckpointStore::Open(StrCat(f.data_dir, "/checkpoint"), boot_id, &loaded);
+  if (!checkpoint.ok()) return Fail(checkpoint.status());
+  for (const std::string& c : loaded.corrupt)
+    spdlog::error("corrupt checkpoint moved aside: {}", c);
+  if (!loaded.other_boot.empty()) {
+    spdlog::warn("the node rebooted: forgot {} prepared claim(s) of the previous boot",
+                 loaded.other_boot.size());
+  }
+
+  plugin::CdiWriter cdi(f.cdi_root);
+  absl::StatusOr<plugin::DeviceNodes> nodes = plugin::DeviceNodes::Load(f.host_root);
+  if (!nodes.ok()) return Fail(nodes.status());
+
+  std::unique_ptr<plugin::MpsManager> mps;
+  std::string mps_binary = f.mps_control_binary;
+  if (mps_binary.empty()) {
+    mps_binary =
+        StrCat(f.driver_root == "/" ? "" : f.driver_root, "/usr/bin/nvidia-cuda-mps-control");
+  }
+  if (::access(mps_binary.c_str(), X_OK) == 0) {
+    mps = std::make_unique<plugin::MpsManager>(
+        plugin::MpsOptions{.control_binary = mps_binary, .root_dir = StrCat(f.data_dir, "/mps")});
+  } else {
+    spdlog::warn("no MPS control binary at {}: MPS devices cannot be prepared", mps_binary);
+  }
+
+  absl::StatusOr<tessera::kube::Config> kube_config = tessera::kube::ResolveConfig(f.kubeconfig);
+  if (!kube_config.ok()) return Fail(kube_config.status());
+  tessera::kube::Client client(
+      *std::move(kube_config),
+      {.user_agent = StrCat("tessera-kubelet-plugin/", tessera::tools::Version())});
+  plugin::KubeClaimReader claims(client);
+
+  plugin::Preparer preparer({.driver_name = f.driver_name,
+                             .node_name = f.node_name,
+                             .lock_dir = StrCat(f.data_dir, "/locks")},
+                            **backend, **checkpoint, cdi, *nodes, mps.get(), claims);
+  absl::StatusOr<plugin::ReconcileReport> reconciled = preparer.Start();
+  if (!reconciled.ok()) return Fail(reconciled.status());
+  for (const auto& uid : reconciled->rolled_back)
+    spdlog::info("rolled back half-done prepare of claim {}", uid);
+  for (const auto& uid : reconciled->finished)
+    spdlog::info("finished half-done unprepare of claim {}", uid);
+  for (const auto& uid : reconciled->restored)
+    spdlog::warn("restored claim {} from its CDI spec", uid);
+  for (const auto& p : reconciled->problems) spdlog::error("reconcile: {}", p);
+  for (const auto& uid : reconciled->stray_cdi)
+    spdlog::info("removed stray CDI spec of claim {}", uid);
+  for (const auto& id : reconciled->stray_mps) spdlog::info("stopped stray MPS daemon {}", id);
+
+  plugin::PluginMetrics metrics;
+  metrics.Update(checkpoint->get()->All());
+  plugin::PluginServer server({.driver_name = f.driver_name,
+                               .registrar_dir = StrCat(f.kubelet_root, "/plugins_registry"),
+                               .plugin_dir = f.plugin_dir,
+                               .pod_uid = f.pod_uid},
+                              preparer);
+  plugin::InventoryPublisher inventory(
+      client, preparer,
+      {.node_name = f.node_name,
+       .plugin_version = tessera::tools::Version(),
+       .heartbeat = std::chrono::seconds(std::max(1, f.heartbeat_seconds))});
+  plugin::CheckpointStore* store = checkpoint->get();
+  preparer.set_observer({.on_prepare =
+                             [&](const plugin::ClaimRef&, const plugin::PrepareResult& r) {
+                               if (!r.error.empty()) metrics.ClaimFailed("prepare", r.reason);
+                               metrics.Update(store->All());
+                               inventory.Changed();
+                               server.HealthChanged();
+                             },
+                         .on_unprepare =
+                             [&](const plugin::ClaimRef&, const std::string& error) {
+                               if (!error.empty()) metrics.ClaimFailed("unprepare", "actuation");
+                               metrics.Update(store->All());
+                               inventory.Changed();
+                               server.HealthChanged();
+                             }});
+  server.set_observer(
+      {.on_call = [&](std::string_view method, std::string_view service, double seconds, int n,
+                      int failed) { metrics.ObserveCall(method, service, seconds, n, failed); }});
+
+  HttpEndpoints http(metrics, server);
+  if (absl::Status s = http.Listen(f.metrics_address); !s.ok()) return Fail(s);
+  if (f.health_address != f.metrics_address) {
+    if (absl::Status s = http.Listen(f.health_address); !s.ok()) return Fail(s);
+  }
+  if (absl::Status s = server.Start(); !s.ok()) return Fail(s);
+  std::cout << "tessera-kubelet-plugin serving " << server.registration_socket() << std::endl;
+  inventory.Start();
+
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  int sig = 0;
+  sigwait(&stop, &sig);
+  spdlog::info("stopping on signal {}", sig);
+  server.Stop();
+  inventory.Stop();
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"tessera-kubelet-plugin"};
+  // Block the stop signals before any thread starts; Serve() waits for them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  CLI::App app{"tessera-kubelet-plugin: prepares GPU ResourceClaims on this node"};
+  Flags f;
   bool version = false;
   std::vector<std::string> validate;
   app.add_flag("--version", version, "print the version and exit");
@@ -14,6 +292,63 @@ int main(int argc, char** argv) {
                  "check YAML/JSON files (configs, policies, claims, slices) and print them "
                  "normalized; exit 1 if any is invalid")
       ->check(CLI::ExistingFile);
+  app.add_option("--node-name", f.node_name, "this node's name (the pool name)")
+      ->envname("NODE_NAME");
+  app.add_option("--driver-name", f.driver_name, "DRA driver name")
+      ->envname("TESSERA_DRIVER_NAME")
+      ->capture_default_str();
+  app.add_option("--kubelet-root", f.kubelet_root, "the kubelet's root directory")
+      ->envname("TESSERA_KUBELET_ROOT")
+      ->capture_default_str();
+  app.add_option("--plugin-dir", f.plugin_dir,
+                 "where dra.sock lives (default <kubelet root>/plugins/<driver>)")
+      ->envname("TESSERA_PLUGIN_DIR");
+  app.add_option("--data-dir", f.data_dir,
+                 "checkpoint, locks and MPS directories (default: the plugin dir)")
+      ->envname("TESSERA_DATA_DIR");
+  app.add_option("--cdi-root", f.cdi_root, "CDI spec directory")
+      ->envname("TESSERA_CDI_ROOT")
+      ->capture_default_str();
+  app.add_option("--kubeconfig", f.kubeconfig,
+                 "kubeconfig file (default: $KUBECONFIG, then in-cluster)");
+  app.add_option("--gpu-backend", f.backend, "nvml or fake")
+      ->envname("TESSERA_GPU_BACKEND")
+      ->capture_default_str();
+  app.add_option("--fake-gpus", f.fake_gpus, "YAML description of simulated GPUs (fake backend)")
+      ->envname("TESSERA_FAKE_GPUS");
+  app.add_option("--driver-root", f.driver_root,
+                 "where the NVIDIA driver's files are: /, /run/nvidia/driver, ...")
+      ->envname("TESSERA_DRIVER_ROOT")
+      ->capture_default_str();
+  app.add_option("--nvml-library", f.nvml_library, "explicit libnvidia-ml.so.1 path")
+      ->envname("TESSERA_NVML_LIBRARY");
+  app.add_option("--host-root", f.host_root, "where the host's /proc is visible (device majors)")
+      ->envname("TESSERA_HOST_ROOT")
+      ->capture_default_str();
+  app.add_option("--mps-control-binary", f.mps_control_binary,
+                 "nvidia-cuda-mps-control (default <driver root>/usr/bin/nvidia-cuda-mps-control)")
+      ->envname("TESSERA_MPS_CONTROL_BINARY");
+  app.add_option("--metrics-address", f.metrics_address, "[host]:port for /metrics; 0: off")
+      ->envname("TESSERA_METRICS_ADDRESS")
+      ->capture_default_str();
+  app.add_option("--health-address", f.health_address,
+                 "[host]:port for /healthz and /readyz; 0: off")
+      ->envname("TESSERA_HEALTH_ADDRESS")
+      ->capture_default_str();
+  app.add_option("--log-format", f.log_format, "text or json")
+      ->envname("TESSERA_LOG_FORMAT")
+      ->capture_default_str();
+  app.add_option("-v,--verbosity", f.verbosity, "0 info, 1 debug, 2 trace")
+      ->envname("TESSERA_LOG_VERBOSITY")
+      ->capture_default_str();
+  app.add_option("--pod-uid", f.pod_uid, "this pod's UID: rolling-update socket names")
+      ->envname("POD_UID");
+  app.add_option("--heartbeat-seconds", f.heartbeat_seconds, "GpuInventory heartbeat period")
+      ->envname("TESSERA_HEARTBEAT_SECONDS")
+      ->capture_default_str();
+  app.add_option("--boot-id-file", f.boot_id_file, "the node's boot ID")
+      ->envname("TESSERA_BOOT_ID_FILE")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (version) {
@@ -21,7 +356,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!validate.empty()) return tessera::tools::ValidateFiles(validate, std::cout, std::cerr);
-  std::cerr
-      << "tessera-kubelet-plugin: serving is not implemented yet; use --validate or --version\n";
-  return 2;
+  if (absl::Status s =
+          tessera::tools::ConfigureLogging(f.log_format, f.verbosity, "tessera-kubelet-plugin");
+      !s.ok()) {
+    std::cerr << "tessera-kubelet-plugin: " << s.message() << std::endl;
+    return 2;
+  }
+  return Serve(std::move(f));
 }

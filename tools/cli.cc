@@ -4,12 +4,80 @@
 #include <iostream>
 #include <sstream>
 
+#include "spdlog/pattern_formatter.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+#include "tessera/api/strings.h"
 #include "tessera/api/validate.h"
 #include "tessera/api/yaml.h"
 
 namespace tessera::tools {
 
 std::string Version() { return TESSERA_VERSION; }
+
+namespace {
+
+// The log message as a JSON string body (quotes, backslashes and control characters escaped).
+class JsonEscapedMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (char c : msg.payload) {
+      switch (c) {
+        case '"':
+          dest.append(std::string_view("\\\""));
+          break;
+        case '\\':
+          dest.append(std::string_view("\\\\"));
+          break;
+        case '\n':
+          dest.append(std::string_view("\\n"));
+          break;
+        case '\t':
+          dest.append(std::string_view("\\t"));
+          break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+            dest.append(std::string_view(buf));
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonEscapedMessage>();
+  }
+};
+
+}  // namespace
+
+absl::Status ConfigureLogging(const std::string& format, int verbosity, const std::string& name) {
+  if (format != "text" && format != "json") {
+    return absl::InvalidArgumentError(
+        StrCat("--log-format: \"", format, "\" is not one of text, json"));
+  }
+  if (verbosity < 0 || verbosity > 10) {
+    return absl::InvalidArgumentError(StrCat("-v: ", verbosity, " is not in [0, 10]"));
+  }
+  auto logger = spdlog::stderr_logger_mt(name);
+  if (format == "json") {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JsonEscapedMessage>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","logger":"%n","msg":"%*"})");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %L %n: %v");
+  }
+  logger->set_level(verbosity == 0   ? spdlog::level::info
+                    : verbosity == 1 ? spdlog::level::debug
+                                     : spdlog::level::trace);
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  return absl::OkStatus();
+}
 
 int ValidateFiles(const std::vector<std::string>& paths, std::ostream& out, std::ostream& err) {
   int failures = 0;

@@ -194,8 +194,7 @@ void to_json(Json& out, const GpuInfo& in) {
       .SetNonEmpty("computeCapability", in.compute_capability)
       .SetNonEmpty("pciBusID", in.pci_bus_id);
   if (in.minor_number >= 0) e.Set("minorNumber", in.minor_number);
-  e
-      .SetNonEmpty("migCapable", in.mig_capable)
+  e.SetNonEmpty("migCapable", in.mig_capable)
       .SetNonEmpty("migEnabled", in.mig_enabled)
       .SetNonEmpty("migProfiles", in.mig_profiles)
       .SetNonEmpty("migInstances", in.mig_instances)

@@ -122,6 +122,7 @@ Json GpuInventorySchema() {
                   {"memory", Qty()},
                   {"computeCapability", Str()},
                   {"pciBusID", Str()},
+                  {"minorNumber", Int(0, 255, "N in /dev/nvidiaN")},
                   {"migCapable", Bool()},
                   {"migEnabled", Bool()},
                   {"migProfiles", Arr(profile)},

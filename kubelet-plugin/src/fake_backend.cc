@@ -264,7 +264,14 @@ absl::StatusOr<NodeInventory> FakeGpuBackend::Discover() {
 absl::StatusOr<api::MigInstanceInfo> FakeGpuBackend::CreateMigInstance(int gpu_index,
                                                                        int profile_id,
                                                                        api::Placement placement) {
-  if (spec_.create_latency.count() > 0) std::this_thread::sleep_for(spec_.create_latency);
+  {
+    const int now = ++in_flight_;
+    int seen = max_in_flight_.load();
+    while (now > seen && !max_in_flight_.compare_exchange_weak(seen, now)) {
+    }
+    if (spec_.create_latency.count() > 0) std::this_thread::sleep_for(spec_.create_latency);
+    --in_flight_;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   const std::string call =
       StrCat("nvmlDeviceCreateGpuInstanceWithPlacement(GPU ", gpu_index, ", profile ", profile_id,
@@ -334,9 +341,8 @@ absl::Status FakeGpuBackend::DestroyMigInstance(int gpu_index, int gi_id) {
 
 absl::Status FakeGpuBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval interval) {
   std::lock_guard<std::mutex> lock(mu_);
-  const std::string call =
-      StrCat("nvidia-smi compute-policy -i ", gpu_index, " --set-timeslice ",
-             static_cast<int>(interval));
+  const std::string call = StrCat("nvidia-smi compute-policy -i ", gpu_index, " --set-timeslice ",
+                                  static_cast<int>(interval));
   if (absl::Status s = TakeFault("timeslice", call); !s.ok()) return s;
   if (gpu_index < 0 || gpu_index >= static_cast<int>(gpus_.size())) {
     return NvmlStatus(NvmlError::kInvalidArgument, call, "no such GPU");

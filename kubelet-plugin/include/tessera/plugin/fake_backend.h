@@ -22,6 +22,7 @@
 // file (written atomically after every change) so that a restarted plugin finds what it left, as on
 // a real node. Thread-safe.
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -77,10 +78,14 @@ class FakeGpuBackend : public GpuBackend {
   absl::Status SetHealth(int gpu, api::HealthState health, std::string message);
   // A process starts or stops running on GPU instance `gi_id` (destroy then fails with IN_USE).
   absl::Status SetInUse(int gpu, int gi_id, bool in_use);
-  // The next `times` calls of `op` ("create", "destroy", "discover", "timeslice") on any GPU fail with `code`.
+  // The next `times` calls of `op` ("create", "destroy", "discover", "timeslice") on any GPU fail
+  // with `code`.
   void InjectFault(const std::string& op, NvmlError code, int times = 1);
   // Operations performed so far (creates, destroys), for tests that count side effects.
   int creates() const;
+  // The most MIG creates that were in flight at once (their latency overlapping): > 1 shows that
+  // claims on different GPUs were actuated in parallel.
+  int max_concurrent_creates() const { return max_in_flight_.load(); }
   int destroys() const;
 
  private:
@@ -115,6 +120,8 @@ class FakeGpuBackend : public GpuBackend {
   std::map<std::string, std::pair<NvmlError, int>> faults_ ABSL_GUARDED_BY(mu_);
   int next_uuid_ ABSL_GUARDED_BY(mu_) = 1;
   int creates_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int> in_flight_{0};
+  std::atomic<int> max_in_flight_{0};
   int destroys_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

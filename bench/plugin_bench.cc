@@ -1,0 +1,227 @@
+// plugin-bench: the kubelet plugin's targets (issue #6), measured through the real binary over real
+// unix sockets and gRPC, with the fake GPU backend and a loopback stand-in for the API server.
+//
+//   prepare-latency   64 claims prepared concurrently (one kubelet connection each), zero
+//                     actuation latency; p50/p99 over --rounds rounds.       target p99 <= 5 ms
+//   parallel-mig      500 ms simulated MIG-create latency: 8 claims on 8 GPUs at once versus one
+//                     claim alone.                                            target <= 1.5x
+//   footprint         RSS with 8 GPUs and 56 prepared claims; start to registered
+//                     (exec to a GetInfo answer).                     targets <= 30 MB, <= 200 ms
+//
+// Prints one JSON object per scenario. Usage: plugin-bench [--rounds N] [--only NAME]
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <thread>
+
+#include "nlohmann/json.hpp"
+#include "test/integration/plugin/fake_kubelet.h"
+#include "test/integration/plugin/plugin_env.h"
+#include "test/integration/plugin/plugin_process.h"
+
+namespace {
+
+using namespace tessera::testing;  // NOLINT: a benchmark program
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const std::size_t i = std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+void Setup(const TempDir& dir, FakeApiServer& api, const std::string& gpus_yaml) {
+  WriteHostProc(dir / "host");
+  WriteFile(dir / "gpus.yaml", gpus_yaml);
+  WriteFile(dir / "boot_id", "bench\n");
+  WriteFile(dir / "kubeconfig", api.Kubeconfig());
+}
+
+// Claim i: 1g MIG instance (i % 7) on H100 GPU (i / 7) for i < 56, then time-slice shares.
+KubeletClaim MakeClaim(FakeApiServer& api, int i) {
+  const std::string name = "c" + std::to_string(i);
+  const std::string uid = "uid-" + std::to_string(i);
+  std::string device =
+      i < 56 ? "gpu-" + std::to_string(i / 7) + "-mig-1g10gb-p" + std::to_string(i % 7)
+             : "gpu-8-ts";
+  api.Put(AllocatedClaim(name, uid, {{.device = device}}));
+  return {.namespace_ = "default", .name = name, .uid = uid};
+}
+
+std::string CallOne(const PluginProcess& p, const KubeletClaim& c, bool prepare) {
+  FakeKubelet k;
+  k.Connect(p.dra_socket(), "v1.DRAPlugin");
+  std::map<std::string, ClaimReply> out;
+  grpc::Status s = prepare ? k.Prepare({c}, &out) : k.Unprepare({c}, &out);
+  if (!s.ok()) return "grpc: " + s.error_message();
+  return out[c.uid].error;
+}
+
+// All claims at once, one thread and connection each; the latency of every call.
+std::vector<double> Concurrently(const PluginProcess& p, const std::vector<KubeletClaim>& claims,
+                                 bool prepare, int* failures) {
+  std::vector<double> latency(claims.size());
+  std::vector<std::string> errors(claims.size());
+  // Connect first so that the measurement is the call, as with the kubelet's long-lived channel.
+  std::vector<std::unique_ptr<FakeKubelet>> kubelets;
+  for (std::size_t i = 0; i < claims.size(); ++i) {
+    kubelets.push_back(std::make_unique<FakeKubelet>());
+    kubelets.back()->Connect(p.dra_socket(), "v1.DRAPlugin");
+    kubelets.back()->channel()->WaitForConnected(std::chrono::system_clock::now() +
+                                                 std::chrono::seconds(5));
+  }
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < claims.size(); ++i) {
+    threads.emplace_back([&, i] {
+      std::map<std::string, ClaimReply> out;
+      const auto start = Clock::now();
+      grpc::Status s = prepare ? kubelets[i]->Prepare({claims[i]}, &out)
+                               : kubelets[i]->Unprepare({claims[i]}, &out);
+      latency[i] = Ms(Clock::now() - start);
+      errors[i] = s.ok() ? out[claims[i].uid].error : "grpc: " + s.error_message();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const std::string& e : errors) {
+    if (!e.empty()) {
+      ++*failures;
+      std::cerr << "error: " << e << "\n";
+    }
+  }
+  return latency;
+}
+
+nlohmann::json PrepareLatency(int rounds) {
+  TempDir dir;
+  FakeApiServer api;
+  Setup(dir, api,
+        "gpus:\n- model: h100-80gb\n  count: 8\n- model: a100-40gb\n  count: 1\n  migEnabled: "
+        "false\n");
+  PluginProcess p(dir, "");
+  if (!p.WaitReady()) return {{"scenario", "prepare-latency"}, {"error", "plugin did not start"}};
+  std::vector<KubeletClaim> claims;
+  for (int i = 0; i < 64; ++i) claims.push_back(MakeClaim(api, i));
+  std::vector<double> prepare, unprepare;
+  int failures = 0;
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<double> l = Concurrently(p, claims, true, &failures);
+    prepare.insert(prepare.end(), l.begin(), l.end());
+    l = Concurrently(p, claims, false, &failures);
+    unprepare.insert(unprepare.end(), l.begin(), l.end());
+  }
+  return {{"scenario", "prepare-latency"},
+          {"concurrent_claims", claims.size()},
+          {"rounds", rounds},
+          {"failures", failures},
+          {"prepare_p50_ms", Percentile(prepare, 0.5)},
+          {"prepare_p99_ms", Percentile(prepare, 0.99)},
+          {"prepare_max_ms", Percentile(prepare, 1.0)},
+          {"unprepare_p50_ms", Percentile(unprepare, 0.5)},
+          {"unprepare_p99_ms", Percentile(unprepare, 0.99)},
+          {"target_prepare_p99_ms", 5}};
+}
+
+nlohmann::json ParallelMig() {
+  TempDir dir;
+  FakeApiServer api;
+  Setup(dir, api, "createLatencyMs: 500\ngpus:\n- model: h100-80gb\n  count: 8\n");
+  PluginProcess p(dir, "");
+  if (!p.WaitReady()) return {{"scenario", "parallel-mig"}, {"error", "plugin did not start"}};
+  int failures = 0;
+  // One claim alone (GPU 0), then 8 claims on GPUs 0..7 at once.
+  const KubeletClaim one = MakeClaim(api, 0);
+  const auto start_one = Clock::now();
+  failures += CallOne(p, one, true).empty() ? 0 : 1;
+  const double t1 = Ms(Clock::now() - start_one);
+  failures += CallOne(p, one, false).empty() ? 0 : 1;
+  std::vector<KubeletClaim> eight;
+  for (int g = 0; g < 8; ++g) eight.push_back(MakeClaim(api, g * 7 + 1));
+  const auto start_eight = Clock::now();
+  Concurrently(p, eight, true, &failures);
+  const double t8 = Ms(Clock::now() - start_eight);
+  Concurrently(p, eight, false, &failures);
+  return {{"scenario", "parallel-mig"}, {"create_latency_ms", 500},          {"failures", failures},
+          {"one_claim_ms", t1},         {"eight_claims_8_gpus_ms", t8},      {"ratio", t8 / t1},
+          {"target_ratio", 1.5},        {"node_wide_lock_would_be_ratio", 8}};
+}
+
+long RssKiB(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+nlohmann::json Footprint() {
+  TempDir dir;
+  FakeApiServer api;
+  Setup(dir, api, "gpus:\n- model: h100-80gb\n  count: 8\n");
+  std::vector<double> starts;
+  for (int run = 0; run < 5; ++run) {
+    const auto start = Clock::now();
+    PluginProcess p(dir, "");
+    // Poll GetInfo every millisecond.
+    bool ready = false;
+    for (int i = 0; i < 5000 && !ready; ++i) {
+      if (std::filesystem::exists(p.registration_socket())) {
+        FakeKubelet k;
+        pluginregistration::PluginInfo info;
+        ready = k.Register(p.registration_socket(), &info).ok();
+      }
+      if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!ready) return {{"scenario", "footprint"}, {"error", "plugin did not start"}};
+    starts.push_back(Ms(Clock::now() - start));
+  }
+  PluginProcess p(dir, "");
+  if (!p.WaitReady()) return {{"scenario", "footprint"}, {"error", "plugin did not start"}};
+  const long idle = RssKiB(p.pid());
+  std::vector<KubeletClaim> claims;
+  for (int i = 0; i < 56; ++i) claims.push_back(MakeClaim(api, i));
+  int failures = 0;
+  Concurrently(p, claims, true, &failures);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // heartbeat and metrics settle
+  const long loaded = RssKiB(p.pid());
+  Concurrently(p, claims, false, &failures);
+  return {{"scenario", "footprint"},
+          {"gpus", 8},
+          {"prepared_claims", claims.size()},
+          {"failures", failures},
+          {"rss_idle_mib", idle / 1024.0},
+          {"rss_56_claims_mib", loaded / 1024.0},
+          {"target_rss_mib", 30},
+          {"start_to_registered_ms_median", Percentile(starts, 0.5)},
+          {"start_to_registered_ms_max", Percentile(starts, 1.0)},
+          {"target_start_ms", 200}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rounds = 10;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--rounds" && i + 1 < argc) {
+      rounds = std::atoi(argv[++i]);
+    } else if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else {
+      std::cerr
+          << "usage: plugin-bench [--rounds N] [--only prepare-latency|parallel-mig|footprint]\n";
+      return 2;
+    }
+  }
+  if (only.empty() || only == "prepare-latency")
+    std::cout << PrepareLatency(rounds).dump() << std::endl;
+  if (only.empty() || only == "parallel-mig") std::cout << ParallelMig().dump() << std::endl;
+  if (only.empty() || only == "footprint") std::cout << Footprint().dump() << std::endl;
+  return 0;
+}
