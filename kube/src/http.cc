@@ -83,7 +83,8 @@ std::unique_ptr<HttpClient::Handle> HttpClient::Acquire() {
 
 void HttpClient::Release(std::unique_ptr<Handle> handle) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (idle_.size() < 16) idle_.push_back(std::move(handle));
+  // Enough for a burst of concurrent prepares (each keeps its connection for the next).
+  if (idle_.size() < 64) idle_.push_back(std::move(handle));
 }
 
 void HttpClient::Prepare(Handle& h, const HttpRequest& request) {

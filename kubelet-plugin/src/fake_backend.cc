@@ -166,7 +166,8 @@ absl::Status FakeGpuBackend::Save() {
     gpus.push_back(std::move(saved));
   }
   const Json state = {{"version", kStateVersion}, {"nextUuid", next_uuid_}, {"gpus", gpus}};
-  return WriteFileAtomically(state_path_, state.dump(1));
+  // Like a GPU's state, this does not survive a power loss; a crash of the process keeps it.
+  return WriteFileAtomically(state_path_, state.dump(1), 0600, /*durable=*/false);
 }
 
 absl::Status FakeGpuBackend::Load(const std::string& text) {

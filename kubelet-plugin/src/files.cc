@@ -19,7 +19,8 @@ absl::Status Errno(std::string_view what, const std::string& path) {
 
 }  // namespace
 
-absl::Status WriteFileAtomically(const std::string& path, std::string_view content, int mode) {
+absl::Status WriteFileAtomically(const std::string& path, std::string_view content, int mode,
+                                 bool durable) {
   const std::size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
   const std::string tmp = StrCat(path, ".tmp.", ::getpid());
@@ -37,7 +38,7 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
     }
     written += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (durable && ::fsync(fd) != 0) {
     const absl::Status s = Errno("fsync", tmp);
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -49,7 +50,7 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
     ::unlink(tmp.c_str());
     return s;
   }
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int dfd = durable ? ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);

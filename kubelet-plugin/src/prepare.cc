@@ -303,27 +303,34 @@ PrepareResult Preparer::PrepareOne(const ClaimRef& ref) {
 
   std::vector<int> gpus;
   for (const Plan& p : *plans) gpus.push_back(p.resolved.gpu);
-  GpuLocks::Held held(*locks_, gpus);
-
   ClaimRecord record{.uid = ref.uid,
                      .namespace_ = ref.namespace_,
                      .name = ref.name,
                      .phase = ClaimPhase::kPreparing,
                      .devices = {}};
-  // A half-done attempt of this process (its rollback failed) is undone first.
-  if (std::optional<ClaimRecord> stale = checkpoint_.Get(ref.uid)) {
-    if (absl::Status s = Release(*stale, false); !s.ok()) {
-      return {.devices = {},
-              .error = StrCat(Describe(ref), ": undoing an earlier attempt: ", s.message()),
-              .reason = "actuation"};
+  absl::Status s;
+  {
+    // The GPUs are held while the partition changes: intent, MIG instance, MPS daemon, time
+    // slice. The CDI spec and the final record concern this claim alone and are written after
+    // the lock is released, so the next claim on the GPU does not wait for those disk writes.
+    GpuLocks::Held held(*locks_, gpus);
+    // A half-done attempt of this process (its rollback failed) is undone first.
+    if (std::optional<ClaimRecord> stale = checkpoint_.Get(ref.uid)) {
+      if (absl::Status undo = Release(*stale, false); !undo.ok()) {
+        return {.devices = {},
+                .error = StrCat(Describe(ref), ": undoing an earlier attempt: ", undo.message()),
+                .reason = "actuation"};
+      }
     }
+    s = Actuate(record, *plans);
   }
-  absl::Status s = Actuate(record, *plans);
+  if (s.ok()) s = Commit(record);
   if (s.ok()) {
     fault::Reached("prepare.done");
     spdlog::info("{}: prepared {} device(s)", Describe(ref), record.devices.size());
     return {.devices = record.devices, .error = "", .reason = ""};
   }
+  GpuLocks::Held held(*locks_, gpus);
   const std::string reason = absl::IsFailedPrecondition(s) ? "conflict" : "actuation";
   spdlog::warn("{}: prepare failed: {}; rolling back", Describe(ref), std::string(s.message()));
   if (absl::Status undo = Release(record, false); !undo.ok()) {
@@ -407,6 +414,7 @@ absl::Status Preparer::Actuate(ClaimRecord& record, const std::vector<Plan>& pla
         }
       }
     }
+    if (d.mig) PlanMig(record.uid, d);
     record.devices.push_back(std::move(d));
   }
   if (absl::Status s = checkpoint_.Put(record); !s.ok()) return s;
@@ -414,13 +422,17 @@ absl::Status Preparer::Actuate(ClaimRecord& record, const std::vector<Plan>& pla
 
   for (std::size_t i = 0; i < plans.size(); ++i) {
     if (plans[i].resolved.profile >= 0) {
-      if (absl::Status s = ActuateMig(record, record.devices[i], plans[i]); !s.ok()) return s;
+      if (absl::Status s = ActuateMig(record, record.devices[i]); !s.ok()) return s;
     }
     if (record.devices[i].sharing != ShareStrategy::kNone) {
       if (absl::Status s = ActuateSharing(record, record.devices[i]); !s.ok()) return s;
       fault::Reached("prepare.shared");
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status Preparer::Commit(ClaimRecord& record) {
   for (PreparedDevice& d : record.devices) {
     d.cdi_ids = {cdi_.QualifiedName(record.uid, d.device)};
   }
@@ -430,56 +442,60 @@ absl::Status Preparer::Actuate(ClaimRecord& record, const std::vector<Plan>& pla
   return checkpoint_.Put(record);
 }
 
-absl::Status Preparer::ActuateMig(ClaimRecord& record, PreparedDevice& d, const Plan& plan) {
-  Gpu& gpu = *gpus_[d.gpu];
+// The MIG half of the intent, decided under the GPU lock: a share device joins the instance other
+// claims already run on, an instance nobody prepared (a static layout, or one an admin made) is
+// adopted and never destroyed, and otherwise tessera will create it (gi_id -1 until it exists).
+void Preparer::PlanMig(const std::string& uid, PreparedDevice& d) const {
+  const Gpu& gpu = *gpus_[d.gpu];
   MigRecord& mig = *d.mig;
-  auto at_placement = [&]() -> const api::MigInstanceInfo* {
-    for (const api::MigInstanceInfo& i : gpu.instances) {
-      if (i.placement == mig.placement && i.profile == mig.profile) return &i;
-    }
-    return nullptr;
-  };
-  // A share device joins the instance other claims already run on; an instance nobody prepared
-  // (a static layout, or one an admin made) is adopted and never destroyed.
-  auto adopt = [&](const api::MigInstanceInfo& existing) {
-    mig.gi_id = existing.gpu_instance_id;
-    mig.ci_id = existing.compute_instance_id;
-    mig.uuid = existing.uuid;
+  for (const api::MigInstanceInfo& i : gpu.instances) {
+    if (i.placement != mig.placement || i.profile != mig.profile) continue;
+    mig.gi_id = i.gpu_instance_id;
+    mig.ci_id = i.compute_instance_id;
+    mig.uuid = i.uuid;
     mig.created_by_tessera = false;
-    for (const ClaimRecord& o : OthersThan(record.uid)) {
+    for (const ClaimRecord& o : OthersThan(uid)) {
       for (const PreparedDevice& od : o.devices) {
         if (od.gpu == d.gpu && od.mig && od.mig->gi_id == mig.gi_id) {
           mig.created_by_tessera = od.mig->created_by_tessera;
         }
       }
     }
-    return checkpoint_.Put(record);
-  };
-  if (const api::MigInstanceInfo* existing = at_placement()) return adopt(*existing);
+    return;
+  }
   mig.created_by_tessera = true;
   mig.gi_id = -1;
-  if (absl::Status s = checkpoint_.Put(record); !s.ok()) return s;
+}
+
+absl::Status Preparer::ActuateMig(ClaimRecord& record, PreparedDevice& d) {
+  MigRecord& mig = *d.mig;
+  if (mig.gi_id >= 0) return absl::OkStatus();  // joined or adopted
+  Gpu& gpu = *gpus_[d.gpu];
   absl::StatusOr<api::MigInstanceInfo> created =
       backend_.CreateMigInstance(d.gpu, mig.profile_id, mig.placement);
-  if (!created.ok() && NvmlErrorOf(created.status()) == NvmlError::kInsufficientResources) {
-    // Ambiguous in NVML: re-read the GPU before deciding anything. The instance may have been
-    // made behind our back (an admin's static layout): then it is adopted like one found at start.
-    mig.created_by_tessera = false;
-    if (absl::StatusOr<NodeInventory> inv = backend_.Discover(); inv.ok()) {
-      gpu.instances = inv->gpus[d.gpu].mig_instances;
-      if (const api::MigInstanceInfo* existing = at_placement()) return adopt(*existing);
-    }
-    (void)checkpoint_.Put(record);
-    return absl::FailedPreconditionError(
-        StrCat("MIG ", mig.profile, " at memory slice ", mig.placement.start, " on GPU ", d.gpu,
-               " cannot be created (", created.status().message(),
-               "); the GPU's instances were re-read for the next attempt"));
-  }
   if (!created.ok()) {
+    // Not created: the record must no longer claim the placement's instance as ours.
     mig.created_by_tessera = false;
+    if (NvmlErrorOf(created.status()) == NvmlError::kInsufficientResources) {
+      // Ambiguous in NVML: re-read the GPU before deciding anything. An instance made behind our
+      // back (an admin's static layout) is adopted like one found at start.
+      if (absl::StatusOr<NodeInventory> inv = backend_.Discover(); inv.ok()) {
+        gpu.instances = inv->gpus[d.gpu].mig_instances;
+        PlanMig(record.uid, d);
+        if (mig.gi_id >= 0) return checkpoint_.Put(record);
+        mig.created_by_tessera = false;
+      }
+      (void)checkpoint_.Put(record);
+      return absl::FailedPreconditionError(
+          StrCat("MIG ", mig.profile, " at memory slice ", mig.placement.start, " on GPU ", d.gpu,
+                 " cannot be created (", created.status().message(),
+                 "); the GPU's instances were re-read for the next attempt"));
+    }
     (void)checkpoint_.Put(record);
     return created.status();
   }
+  // Not written down yet: a crash now leaves the intent (created_by_tessera, gi_id -1), and the
+  // restarted plugin finds the instance at its placement and destroys it.
   fault::Reached("prepare.mig-created");
   mig.gi_id = created->gpu_instance_id;
   mig.ci_id = created->compute_instance_id;
@@ -487,9 +503,6 @@ absl::Status Preparer::ActuateMig(ClaimRecord& record, PreparedDevice& d, const 
   api::MigInstanceInfo live = *created;
   live.created_by_tessera = true;
   gpu.instances.push_back(std::move(live));
-  if (absl::Status s = checkpoint_.Put(record); !s.ok()) return s;
-  fault::Reached("prepare.mig-recorded");
-  (void)plan;
   return absl::OkStatus();
 }
 
@@ -612,7 +625,16 @@ absl::Status Preparer::Release(ClaimRecord& record, bool crash_points) {
     PreparedDevice& d = *it;
     if (d.sharing == ShareStrategy::kMps && !d.mps_device_uuid.empty() && mps_ != nullptr) {
       const std::string uuid = d.mps_device_uuid;
-      if (!used_elsewhere([&](const PreparedDevice& od) { return od.mps_device_uuid == uuid; })) {
+      // A claim still preparing on this GPU may be about to use the daemon (its record gets the
+      // daemon's UUID only when it is committed): leave the daemon to that claim.
+      const bool preparing_nearby = std::any_of(others.begin(), others.end(), [&](const auto& o) {
+        return o.phase == ClaimPhase::kPreparing &&
+               std::any_of(o.devices.begin(), o.devices.end(), [&](const PreparedDevice& od) {
+                 return od.gpu == d.gpu && od.sharing == ShareStrategy::kMps;
+               });
+      });
+      if (!preparing_nearby &&
+          !used_elsewhere([&](const PreparedDevice& od) { return od.mps_device_uuid == uuid; })) {
         if (absl::Status s = mps_->Stop(uuid); !s.ok()) return s;
       }
       d.mps_device_uuid.clear();
@@ -663,7 +685,12 @@ absl::Status Preparer::Release(ClaimRecord& record, bool crash_points) {
       }
     }
     d.mig.reset();
-    if (absl::Status s = checkpoint_.Put(record); !s.ok()) return s;
+    // With more devices to go, write down what is undone so that a crash does not undo it twice
+    // (GI IDs are reused). The last device needs no write: the caller erases the record, and a
+    // crash before that finds the instance already gone (NOT_FOUND is success).
+    if (std::next(it) != record.devices.rend()) {
+      if (absl::Status s = checkpoint_.Put(record); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }

@@ -53,6 +53,7 @@ class FakeApiServer {
                   });
     // One worker per connection the plugin may hold open (its client keeps connections alive).
     server_.new_task_queue = [] { return new httplib::ThreadPool(96); };
+    server_.set_keep_alive_max_count(100000);  // httplib closes after 5 requests by default
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));

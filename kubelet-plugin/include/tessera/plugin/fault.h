@@ -19,7 +19,6 @@ namespace tessera::plugin::fault {
 inline constexpr std::string_view kPoints[] = {
     "prepare.recorded",         // the claim's intent is on disk, nothing done yet
     "prepare.mig-created",      // the MIG instance exists, its GI ID is not recorded yet
-    "prepare.mig-recorded",     // the GI ID is on disk
     "prepare.shared",           // the MPS daemon runs / the time slice is set
     "prepare.cdi-written",      // the CDI spec is on disk, the claim not yet marked prepared
     "prepare.done",             // marked prepared, the reply not yet sent

@@ -129,7 +129,9 @@ class Preparer {
   absl::StatusOr<std::vector<Plan>> PlanClaim(const ClaimRef& ref,
                                               const api::ResourceClaim& claim) const;
   absl::Status Actuate(ClaimRecord& record, const std::vector<Plan>& plans);
-  absl::Status ActuateMig(ClaimRecord& record, PreparedDevice& device, const Plan& plan);
+  absl::Status Commit(ClaimRecord& record);
+  void PlanMig(const std::string& uid, PreparedDevice& device) const;
+  absl::Status ActuateMig(ClaimRecord& record, PreparedDevice& device);
   absl::Status ActuateSharing(const ClaimRecord& record, PreparedDevice& device);
   // Undoes everything `record` holds, skipping resources other claims still use. Stops at the
   // first failure (the record then still names what is left).
