@@ -14,8 +14,8 @@ namespace tessera::plugin {
 
 // `durable` false skips the fsyncs: still atomic for readers and across a crash of the process,
 // not across a power loss (for state that does not outlive the machine anyway).
-absl::Status WriteFileAtomically(const std::string& path, std::string_view content,
-                                 int mode = 0600, bool durable = true);
+absl::Status WriteFileAtomically(const std::string& path, std::string_view content, int mode = 0600,
+                                 bool durable = true);
 // NotFound if the file does not exist.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 
