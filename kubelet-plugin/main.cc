@@ -235,19 +235,21 @@ int Serve(Flags f) {
        .plugin_version = tessera::tools::Version(),
        .heartbeat = std::chrono::seconds(std::max(1, f.heartbeat_seconds))});
   plugin::CheckpointStore* store = checkpoint->get();
+  // After every prepare or unprepare: gauges, inventory and health follow the claims.
+  auto claims_changed = [&] {
+    metrics.Update(store->All());
+    inventory.Changed();
+    server.HealthChanged();
+  };
   preparer.set_observer({.on_prepare =
                              [&](const plugin::ClaimRef&, const plugin::PrepareResult& r) {
                                if (!r.error.empty()) metrics.ClaimFailed("prepare", r.reason);
-                               metrics.Update(store->All());
-                               inventory.Changed();
-                               server.HealthChanged();
+                               claims_changed();
                              },
                          .on_unprepare =
                              [&](const plugin::ClaimRef&, const std::string& error) {
                                if (!error.empty()) metrics.ClaimFailed("unprepare", "actuation");
-                               metrics.Update(store->All());
-                               inventory.Changed();
-                               server.HealthChanged();
+                               claims_changed();
                              }});
   server.set_observer(
       {.on_call = [&](std::string_view method, std::string_view service, double seconds, int n,

@@ -266,11 +266,7 @@ absl::Status CheckpointStore::Erase(const std::string& uid) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return absl::InternalError(StrCat("remove ", path, ": ", std::strerror(errno)));
   }
-  const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  SyncDirectory(dir_);
   std::lock_guard<std::mutex> lock(mu_);
   records_.erase(uid);
   return absl::OkStatus();

@@ -247,54 +247,18 @@ absl::StatusOr<std::vector<api::MigProfileInfo>> DescribeMigProfiles(
   return out;
 }
 
-absl::Status ForEachComputeInstance(
+namespace {
+
+// Walks the compute-instance profile enums 0, 1, ... of `gi` (shared engines) until NVML has no
+// more (INVALID_ARGUMENT), skipping those not offered (NOT_SUPPORTED). `visit` returns true to
+// stop.
+absl::Status VisitComputeInstanceProfiles(
     const NvmlLibrary& lib, nvml::GpuInstance gi, std::string_view where,
-    const std::function<absl::Status(nvml::ComputeInstance,
-                                     const nvml::ComputeInstanceProfileInfoV1&)>& fn) {
+    const std::function<absl::StatusOr<bool>(const nvml::ComputeInstanceProfileInfoV1&)>& visit) {
   const NvmlFunctions& f = lib.fn();
   if (f.gpu_instance_get_compute_instance_profile_info == nullptr) {
     return lib.Missing("nvmlGpuInstanceGetComputeInstanceProfileInfo",
                        StrCat("nvmlGpuInstanceGetComputeInstanceProfileInfo(", where, ")"));
-  }
-  if (f.gpu_instance_get_compute_instances == nullptr) {
-    return lib.Missing("nvmlGpuInstanceGetComputeInstances",
-                       StrCat("nvmlGpuInstanceGetComputeInstances(", where, ")"));
-  }
-  std::set<unsigned int> seen;  // two enums could name one profile ID
-  for (unsigned int e = 0; e < kMaxProfileEnums; ++e) {
-    nvml::ComputeInstanceProfileInfoV1 profile;
-    std::memset(&profile, 0, sizeof(profile));
-    nvml::Return r = f.gpu_instance_get_compute_instance_profile_info(
-        gi, e, nvml::kComputeInstanceEngineProfileShared, &profile);
-    if (r == nvml::kErrorInvalidArgument) break;
-    if (r == nvml::kErrorNotSupported) continue;
-    if (r != nvml::kSuccess) {
-      return lib.Error(r, StrCat("nvmlGpuInstanceGetComputeInstanceProfileInfo(", where,
-                                 ", CI profile enum ", e, ")"));
-    }
-    if (!seen.insert(profile.id).second) continue;
-    std::vector<nvml::ComputeInstance> cis(std::max(profile.instanceCount, 1u));
-    unsigned int count = 0;
-    r = f.gpu_instance_get_compute_instances(gi, profile.id, cis.data(), &count);
-    if (r == nvml::kErrorNotFound) continue;
-    if (r != nvml::kSuccess) {
-      return lib.Error(r, StrCat("nvmlGpuInstanceGetComputeInstances(", where, ", CI profile ",
-                                 profile.id, ")"));
-    }
-    for (unsigned int i = 0; i < std::min<std::size_t>(count, cis.size()); ++i) {
-      if (absl::Status s = fn(cis[i], profile); !s.ok()) return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<nvml::ComputeInstanceProfileInfoV1> FullComputeInstanceProfile(
-    const NvmlLibrary& lib, nvml::GpuInstance gi, unsigned int compute_slices,
-    std::string_view where) {
-  const NvmlFunctions& f = lib.fn();
-  const std::string call = StrCat("nvmlGpuInstanceGetComputeInstanceProfileInfo(", where, ")");
-  if (f.gpu_instance_get_compute_instance_profile_info == nullptr) {
-    return lib.Missing("nvmlGpuInstanceGetComputeInstanceProfileInfo", call);
   }
   for (unsigned int e = 0; e < kMaxProfileEnums; ++e) {
     nvml::ComputeInstanceProfileInfoV1 profile;
@@ -307,9 +271,60 @@ absl::StatusOr<nvml::ComputeInstanceProfileInfoV1> FullComputeInstanceProfile(
       return lib.Error(r, StrCat("nvmlGpuInstanceGetComputeInstanceProfileInfo(", where,
                                  ", CI profile enum ", e, ")"));
     }
-    if (profile.sliceCount == compute_slices) return profile;
+    absl::StatusOr<bool> stop = visit(profile);
+    if (!stop.ok()) return stop.status();
+    if (*stop) break;
   }
-  return NvmlStatus(NvmlError::kNotSupported, call,
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ForEachComputeInstance(
+    const NvmlLibrary& lib, nvml::GpuInstance gi, std::string_view where,
+    const std::function<absl::Status(nvml::ComputeInstance,
+                                     const nvml::ComputeInstanceProfileInfoV1&)>& fn) {
+  const NvmlFunctions& f = lib.fn();
+  if (f.gpu_instance_get_compute_instance_profile_info != nullptr &&
+      f.gpu_instance_get_compute_instances == nullptr) {
+    return lib.Missing("nvmlGpuInstanceGetComputeInstances",
+                       StrCat("nvmlGpuInstanceGetComputeInstances(", where, ")"));
+  }
+  std::set<unsigned int> seen;  // two enums could name one profile ID
+  return VisitComputeInstanceProfiles(
+      lib, gi, where,
+      [&](const nvml::ComputeInstanceProfileInfoV1& profile) -> absl::StatusOr<bool> {
+        if (!seen.insert(profile.id).second) return false;
+        std::vector<nvml::ComputeInstance> cis(std::max(profile.instanceCount, 1u));
+        unsigned int count = 0;
+        const nvml::Return r =
+            f.gpu_instance_get_compute_instances(gi, profile.id, cis.data(), &count);
+        if (r == nvml::kErrorNotFound) return false;
+        if (r != nvml::kSuccess) {
+          return lib.Error(r, StrCat("nvmlGpuInstanceGetComputeInstances(", where, ", CI profile ",
+                                     profile.id, ")"));
+        }
+        for (unsigned int i = 0; i < std::min<std::size_t>(count, cis.size()); ++i) {
+          if (absl::Status s = fn(cis[i], profile); !s.ok()) return s;
+        }
+        return false;
+      });
+}
+
+absl::StatusOr<nvml::ComputeInstanceProfileInfoV1> FullComputeInstanceProfile(
+    const NvmlLibrary& lib, nvml::GpuInstance gi, unsigned int compute_slices,
+    std::string_view where) {
+  std::optional<nvml::ComputeInstanceProfileInfoV1> full;
+  absl::Status s = VisitComputeInstanceProfiles(
+      lib, gi, where,
+      [&](const nvml::ComputeInstanceProfileInfoV1& profile) -> absl::StatusOr<bool> {
+        if (profile.sliceCount == compute_slices) full = profile;
+        return full.has_value();
+      });
+  if (!s.ok()) return s;
+  if (full) return *full;
+  return NvmlStatus(NvmlError::kNotSupported,
+                    StrCat("nvmlGpuInstanceGetComputeInstanceProfileInfo(", where, ")"),
                     StrCat("no compute-instance profile of ", compute_slices, " slices"));
 }
 

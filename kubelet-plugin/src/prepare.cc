@@ -414,7 +414,7 @@ absl::Status Preparer::Actuate(ClaimRecord& record, const std::vector<Plan>& pla
         }
       }
     }
-    if (d.mig) PlanMig(record.uid, d);
+    if (d.mig) PlanMig(others, d);
     record.devices.push_back(std::move(d));
   }
   if (absl::Status s = checkpoint_.Put(record); !s.ok()) return s;
@@ -445,7 +445,7 @@ absl::Status Preparer::Commit(ClaimRecord& record) {
 // The MIG half of the intent, decided under the GPU lock: a share device joins the instance other
 // claims already run on, an instance nobody prepared (a static layout, or one an admin made) is
 // adopted and never destroyed, and otherwise tessera will create it (gi_id -1 until it exists).
-void Preparer::PlanMig(const std::string& uid, PreparedDevice& d) const {
+void Preparer::PlanMig(const std::vector<ClaimRecord>& others, PreparedDevice& d) const {
   const Gpu& gpu = *gpus_[d.gpu];
   MigRecord& mig = *d.mig;
   for (const api::MigInstanceInfo& i : gpu.instances) {
@@ -454,7 +454,7 @@ void Preparer::PlanMig(const std::string& uid, PreparedDevice& d) const {
     mig.ci_id = i.compute_instance_id;
     mig.uuid = i.uuid;
     mig.created_by_tessera = false;
-    for (const ClaimRecord& o : OthersThan(uid)) {
+    for (const ClaimRecord& o : others) {
       for (const PreparedDevice& od : o.devices) {
         if (od.gpu == d.gpu && od.mig && od.mig->gi_id == mig.gi_id) {
           mig.created_by_tessera = od.mig->created_by_tessera;
@@ -481,7 +481,7 @@ absl::Status Preparer::ActuateMig(ClaimRecord& record, PreparedDevice& d) {
       // back (an admin's static layout) is adopted like one found at start.
       if (absl::StatusOr<NodeInventory> inv = backend_.Discover(); inv.ok()) {
         gpu.instances = inv->gpus[d.gpu].mig_instances;
-        PlanMig(record.uid, d);
+        PlanMig(OthersThan(record.uid), d);
         if (mig.gi_id >= 0) return checkpoint_.Put(record);
         mig.created_by_tessera = false;
       }

@@ -84,13 +84,13 @@ class FakeKubelet {
 
   grpc::Status Prepare(const std::vector<KubeletClaim>& claims,
                        std::map<std::string, ClaimReply>* out) {
-    return service_ == "v1beta1.DRAPlugin" ? Call<drav1beta1::DRAPlugin>(claims, out, true)
-                                           : Call<drav1::DRAPlugin>(claims, out, true);
+    return service_ == "v1beta1.DRAPlugin" ? DoPrepare<V1beta1>(claims, out)
+                                           : DoPrepare<V1>(claims, out);
   }
   grpc::Status Unprepare(const std::vector<KubeletClaim>& claims,
                          std::map<std::string, ClaimReply>* out) {
-    return service_ == "v1beta1.DRAPlugin" ? Call<drav1beta1::DRAPlugin>(claims, out, false)
-                                           : Call<drav1::DRAPlugin>(claims, out, false);
+    return service_ == "v1beta1.DRAPlugin" ? DoUnprepare<V1beta1>(claims, out)
+                                           : DoUnprepare<V1>(claims, out);
   }
 
   std::shared_ptr<grpc::Channel> channel() {
@@ -101,43 +101,27 @@ class FakeKubelet {
   }
 
  private:
-  template <typename Service>
-  grpc::Status Call(const std::vector<KubeletClaim>& claims, std::map<std::string, ClaimReply>* out,
-                    bool prepare) {
-    auto stub = Service::NewStub(channel());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(45));
-    out->clear();
-    if constexpr (std::is_same_v<Service, drav1::DRAPlugin>) {
-      return prepare ? DoPrepare<drav1::NodePrepareResourcesRequest,
-                                 drav1::NodePrepareResourcesResponse>(
-                           claims, out,
-                           [&](auto& req, auto* resp) {
-                             return stub->NodePrepareResources(&ctx, req, resp);
-                           })
-                     : DoUnprepare<drav1::NodeUnprepareResourcesRequest,
-                                   drav1::NodeUnprepareResourcesResponse>(
-                           claims, out, [&](auto& req, auto* resp) {
-                             return stub->NodeUnprepareResources(&ctx, req, resp);
-                           });
-    } else {
-      return prepare ? DoPrepare<drav1beta1::NodePrepareResourcesRequest,
-                                 drav1beta1::NodePrepareResourcesResponse>(
-                           claims, out,
-                           [&](auto& req, auto* resp) {
-                             return stub->NodePrepareResources(&ctx, req, resp);
-                           })
-                     : DoUnprepare<drav1beta1::NodeUnprepareResourcesRequest,
-                                   drav1beta1::NodeUnprepareResourcesResponse>(
-                           claims, out, [&](auto& req, auto* resp) {
-                             return stub->NodeUnprepareResources(&ctx, req, resp);
-                           });
-    }
-  }
+  // The generated types of each node-service version (identical messages; share_id only in v1).
+  template <typename Service, typename PrepareReq, typename PrepareResp, typename UnprepareReq,
+            typename UnprepareResp, bool kShareId>
+  struct Api {
+    using Stub = Service;
+    using PrepareRequest = PrepareReq;
+    using PrepareResponse = PrepareResp;
+    using UnprepareRequest = UnprepareReq;
+    using UnprepareResponse = UnprepareResp;
+    static constexpr bool kHasShareId = kShareId;
+  };
+  using V1 =
+      Api<drav1::DRAPlugin, drav1::NodePrepareResourcesRequest, drav1::NodePrepareResourcesResponse,
+          drav1::NodeUnprepareResourcesRequest, drav1::NodeUnprepareResourcesResponse, true>;
+  using V1beta1 =
+      Api<drav1beta1::DRAPlugin, drav1beta1::NodePrepareResourcesRequest,
+          drav1beta1::NodePrepareResourcesResponse, drav1beta1::NodeUnprepareResourcesRequest,
+          drav1beta1::NodeUnprepareResourcesResponse, false>;
 
-  template <typename Req, typename Resp, typename Fn>
-  static grpc::Status DoPrepare(const std::vector<KubeletClaim>& claims,
-                                std::map<std::string, ClaimReply>* out, Fn call) {
+  template <typename Req>
+  static Req RequestFor(const std::vector<KubeletClaim>& claims) {
     Req req;
     for (const KubeletClaim& c : claims) {
       auto* claim = req.add_claims();
@@ -145,8 +129,24 @@ class FakeKubelet {
       claim->set_name(c.name);
       claim->set_uid(c.uid);
     }
-    Resp resp;
-    grpc::Status s = call(req, &resp);
+    return req;
+  }
+
+  // The kubelet's per-call timeout.
+  static void SetDeadline(grpc::ClientContext& ctx) {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(45));
+  }
+
+  template <typename A>
+  grpc::Status DoPrepare(const std::vector<KubeletClaim>& claims,
+                         std::map<std::string, ClaimReply>* out) {
+    out->clear();
+    auto stub = A::Stub::NewStub(channel());
+    grpc::ClientContext ctx;
+    SetDeadline(ctx);
+    typename A::PrepareResponse resp;
+    grpc::Status s =
+        stub->NodePrepareResources(&ctx, RequestFor<typename A::PrepareRequest>(claims), &resp);
     if (!s.ok()) return s;
     for (const auto& [uid, r] : resp.claims()) {
       ClaimReply reply;
@@ -157,7 +157,7 @@ class FakeKubelet {
                          .device = d.device_name(),
                          .cdi_ids = {d.cdi_device_ids().begin(), d.cdi_device_ids().end()},
                          .share_id = std::nullopt};
-        if constexpr (std::is_same_v<Req, drav1::NodePrepareResourcesRequest>) {
+        if constexpr (A::kHasShareId) {
           if (d.has_share_id()) kd.share_id = d.share_id();
         }
         reply.devices.push_back(std::move(kd));
@@ -167,21 +167,20 @@ class FakeKubelet {
     return s;
   }
 
-  template <typename Req, typename Resp, typename Fn>
-  static grpc::Status DoUnprepare(const std::vector<KubeletClaim>& claims,
-                                  std::map<std::string, ClaimReply>* out, Fn call) {
-    Req req;
-    for (const KubeletClaim& c : claims) {
-      auto* claim = req.add_claims();
-      claim->set_namespace_(c.namespace_);
-      claim->set_name(c.name);
-      claim->set_uid(c.uid);
-    }
-    Resp resp;
-    grpc::Status s = call(req, &resp);
+  template <typename A>
+  grpc::Status DoUnprepare(const std::vector<KubeletClaim>& claims,
+                           std::map<std::string, ClaimReply>* out) {
+    out->clear();
+    auto stub = A::Stub::NewStub(channel());
+    grpc::ClientContext ctx;
+    SetDeadline(ctx);
+    typename A::UnprepareResponse resp;
+    grpc::Status s =
+        stub->NodeUnprepareResources(&ctx, RequestFor<typename A::UnprepareRequest>(claims), &resp);
     if (!s.ok()) return s;
-    for (const auto& [uid, r] : resp.claims())
+    for (const auto& [uid, r] : resp.claims()) {
       (*out)[uid] = ClaimReply{.devices = {}, .error = r.error()};
+    }
     return s;
   }
 

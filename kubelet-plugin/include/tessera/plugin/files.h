@@ -16,6 +16,9 @@ namespace tessera::plugin {
 // not across a power loss (for state that does not outlive the machine anyway).
 absl::Status WriteFileAtomically(const std::string& path, std::string_view content, int mode = 0600,
                                  bool durable = true);
+// fsyncs a directory, so that a rename or unlink in it survives a power loss. Best effort: a
+// directory that cannot be opened is left alone.
+void SyncDirectory(const std::string& dir);
 // NotFound if the file does not exist.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 

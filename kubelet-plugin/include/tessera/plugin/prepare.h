@@ -130,7 +130,7 @@ class Preparer {
                                               const api::ResourceClaim& claim) const;
   absl::Status Actuate(ClaimRecord& record, const std::vector<Plan>& plans);
   absl::Status Commit(ClaimRecord& record);
-  void PlanMig(const std::string& uid, PreparedDevice& device) const;
+  void PlanMig(const std::vector<ClaimRecord>& others, PreparedDevice& device) const;
   absl::Status ActuateMig(ClaimRecord& record, PreparedDevice& device);
   absl::Status ActuateSharing(const ClaimRecord& record, PreparedDevice& device);
   // Undoes everything `record` holds, skipping resources other claims still use. Stops at the
