@@ -13,7 +13,6 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "httplib.h"
 #include "spdlog/spdlog.h"
 #include "tessera/api/strings.h"
 #include "tessera/kube/client.h"
@@ -30,6 +29,7 @@
 #include "tessera/plugin/prepare.h"
 #include "tessera/plugin/server.h"
 #include "tessera/tools/cli.h"
+#include "tessera/tools/http_endpoints.h"
 
 namespace {
 
@@ -57,65 +57,6 @@ struct Flags {
   std::string pod_uid;
   int heartbeat_seconds = 10;
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
-};
-
-// One small HTTP server per address: /metrics, /healthz (serving), /readyz (registered).
-class HttpEndpoints {
- public:
-  HttpEndpoints(plugin::PluginMetrics& metrics, plugin::PluginServer& server)
-      : metrics_(metrics), server_(server) {}
-  ~HttpEndpoints() {
-    for (auto& s : servers_) s->stop();
-    for (auto& t : threads_) t.join();
-  }
-
-  absl::Status Listen(const std::string& address) {
-    if (address.empty() || address == "0") return absl::OkStatus();  // "0": off, as kube's flags
-    const std::size_t colon = address.rfind(':');
-    if (colon == std::string::npos) {
-      return absl::InvalidArgumentError(StrCat("address \"", address, "\" is not [host]:port"));
-    }
-    std::string host = address.substr(0, colon);
-    if (host.empty()) host = "0.0.0.0";
-    const std::string port_text = address.substr(colon + 1);
-    const int port = std::atoi(port_text.c_str());
-    if (port_text.empty() || port < 0 || port > 65535 ||
-        port_text.find_first_not_of("0123456789") != std::string::npos) {
-      return absl::InvalidArgumentError(StrCat("address \"", address, "\": bad port"));
-    }
-    auto s = std::make_unique<httplib::Server>();
-    s->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
-    });
-    s->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
-    s->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-      const plugin::RegistrationState r = server_.registration();
-      if (r.registered) {
-        res.set_content("registered\n", "text/plain");
-      } else {
-        res.status = 503;
-        res.set_content(r.notified ? "registration refused: " + r.error + "\n"
-                                   : "not registered with the kubelet yet\n",
-                        "text/plain");
-      }
-    });
-    const int bound =
-        port == 0 ? s->bind_to_any_port(host) : (s->bind_to_port(host, port) ? port : -1);
-    if (bound <= 0) return absl::UnavailableError(StrCat("cannot listen on ", address));
-    spdlog::info("serving /metrics, /healthz and /readyz on {}:{}", host, bound);
-    httplib::Server* raw = s.get();
-    servers_.push_back(std::move(s));
-    threads_.emplace_back([raw] { raw->listen_after_bind(); });
-    return absl::OkStatus();
-  }
-
- private:
-  plugin::PluginMetrics& metrics_;
-  plugin::PluginServer& server_;
-  std::vector<std::unique_ptr<httplib::Server>> servers_;
-  std::vector<std::thread> threads_;
 };
 
 absl::StatusOr<std::unique_ptr<plugin::GpuBackend>> OpenBackend(const Flags& f) {
@@ -255,7 +196,19 @@ int Serve(Flags f) {
       {.on_call = [&](std::string_view method, std::string_view service, double seconds, int n,
                       int failed) { metrics.ObserveCall(method, service, seconds, n, failed); }});
 
-  HttpEndpoints http(metrics, server);
+  tessera::tools::HttpEndpoints http;
+  http.Handle("/metrics", [&] {
+    return tessera::tools::HttpReply{
+        .status = 200, .body = metrics.Render(), .content_type = "text/plain; version=0.0.4"};
+  });
+  http.Handle("/healthz", [] { return tessera::tools::HttpReply{.body = "ok\n"}; });
+  http.Handle("/readyz", [&] {
+    const plugin::RegistrationState r = server.registration();
+    if (r.registered) return tessera::tools::HttpReply{.body = "registered\n"};
+    return tessera::tools::HttpReply{.status = 503,
+                                     .body = r.notified ? "registration refused: " + r.error + "\n"
+                                                        : "not registered with the kubelet yet\n"};
+  });
   if (absl::Status s = http.Listen(f.metrics_address); !s.ok()) return Fail(s);
   if (f.health_address != f.metrics_address) {
     if (absl::Status s = http.Listen(f.health_address); !s.ok()) return Fail(s);

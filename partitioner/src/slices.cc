@@ -1,9 +1,11 @@
 #include "tessera/partitioner/slices.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
 #include "tessera/api/strings.h"
+#include "tessera/partitioner/device_name.h"
 
 namespace tessera::partitioner {
 namespace {
@@ -91,6 +93,17 @@ std::size_t ConsumedCounters(const Device& d) {
   return n;
 }
 
+// The group of a device: its MIG profile (or none) and share kind, with fixed share slots
+// together; names that are not ours form one group.
+std::string DeviceGroup(std::string_view name) {
+  absl::StatusOr<DeviceName> n = DeviceName::Parse(name);
+  if (!n.ok()) return "other";
+  std::string key = n->mig ? n->mig->profile_token : "gpu";
+  if (n->share) key += *n->share == ShareKind::kMps ? "/mps" : "/ts";
+  if (n->slot >= 0) key += "/slot";
+  return key;
+}
+
 }  // namespace
 
 SliceLimits SliceLimits::ForFeatures(const ApiFeatures& features) {
@@ -108,19 +121,39 @@ absl::StatusOr<std::vector<ResourceSliceSpec>> SplitIntoSlices(const NodeDevices
                                                                const SliceLimits& limits) {
   std::vector<ResourceSliceSpec> slices;
   if (limits.counters_in_own_slice) {
+    // Devices of one group stay in one slice (see the header), groups in their order of first
+    // appearance and devices within a group in priority order.
+    std::vector<std::string> group_order;
+    std::map<std::string, std::vector<const Device*>> groups;
+    for (const auto& dp : node.devices) {
+      const std::string key = DeviceGroup(dp->name);
+      auto [it, added] = groups.try_emplace(key);
+      if (added) group_order.push_back(key);
+      it->second.push_back(dp.get());
+    }
     ResourceSliceSpec current = NewSlice(pool);
     bool with_counters = false;
-    for (const auto& dp : node.devices) {
-      const Device& d = *dp;
-      const bool c = with_counters || HasCounters(d);
-      const int limit = c ? limits.max_devices_with_counters : limits.max_devices;
-      if (static_cast<int>(current.devices.size()) >= limit) {
-        slices.push_back(std::move(current));
-        current = NewSlice(pool);
-        with_counters = false;
+    auto flush = [&] {
+      if (!current.devices.empty()) slices.push_back(std::move(current));
+      current = NewSlice(pool);
+      with_counters = false;
+    };
+    for (const std::string& key : group_order) {
+      const std::vector<const Device*>& group = groups[key];
+      const bool group_counters =
+          std::any_of(group.begin(), group.end(), [](const Device* d) { return HasCounters(*d); });
+      const bool c = with_counters || group_counters;
+      const std::size_t limit =
+          static_cast<std::size_t>(c ? limits.max_devices_with_counters : limits.max_devices);
+      if (current.devices.size() + group.size() > limit) flush();
+      for (const Device* d : group) {
+        const int device_limit = (with_counters || HasCounters(*d))
+                                     ? limits.max_devices_with_counters
+                                     : limits.max_devices;
+        if (static_cast<int>(current.devices.size()) >= device_limit) flush();  // a huge group
+        with_counters = with_counters || HasCounters(*d);
+        current.devices.push_back(*d);
       }
-      with_counters = with_counters || HasCounters(d);
-      current.devices.push_back(d);
     }
     if (!current.devices.empty()) slices.push_back(std::move(current));
     for (std::size_t i = 0; i < node.counter_sets.size(); i += limits.max_counter_sets_per_slice) {

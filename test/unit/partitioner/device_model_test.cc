@@ -719,12 +719,25 @@ TEST(SlicesTest, EightH100sInMigDynamicSplitByRelease) {
     if (minor >= 35) {
       const std::size_t per_gpu = features.consumable_capacity ? 26 + 25 : 26;
       EXPECT_EQ(d->devices.size(), 8 * per_gpu) << minor;
-      EXPECT_EQ(slices->size(), (8 * per_gpu + 63) / 64 + 1) << minor;  // + one counter slice
-      // Device order survives the split.
-      std::size_t i = 0;
-      for (const auto& s : *slices) {
-        for (const auto& dev : s.devices) EXPECT_EQ(dev.name, d->devices[i++]->name);
+      // Groups (a profile, a share kind) are never split: every device slice holds whole groups,
+      // so no group name appears in two slices, and the order within each group survives.
+      std::map<std::string, std::size_t> slice_of_group;
+      std::map<std::string, std::vector<std::string>> model_order, sliced_order;
+      auto group = [](const std::string& name) {
+        DeviceName n = DeviceName::Parse(name).value();
+        return StrCat(n.mig ? n.mig->profile_token : "gpu", n.share ? "/share" : "");
+      };
+      for (const auto& dev : d->devices) model_order[group(dev->name)].push_back(dev->name);
+      for (std::size_t k = 0; k < slices->size(); ++k) {
+        for (const auto& dev : (*slices)[k].devices) {
+          const std::string g = group(dev.name);
+          auto [it, added] = slice_of_group.emplace(g, k);
+          EXPECT_EQ(it->second, k) << dev.name << " is in two slices";
+          sliced_order[g].push_back(dev.name);
+        }
       }
+      EXPECT_EQ(sliced_order, model_order) << minor;
+      EXPECT_LE(slices->size(), slice_of_group.size() + 1) << minor;
     } else {
       // 10 binding counters per GPU (8 memory slices, compute, media) and 32 per slice: 3 GPUs.
       EXPECT_EQ(slices->size(), 3u);

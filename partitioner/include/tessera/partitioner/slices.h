@@ -11,7 +11,12 @@
 //  - 1.35+: devices and sharedCounters never share a slice. Device slices come first, in priority
 //    order (the 1.36+ allocator sorts slices by name, so the caller names them in this order), each
 //    holding at most 64 devices when any of them consumes counters, else 128; then ⌈sets/8⌉
-//    counter-only slices.
+//    counter-only slices. Devices are grouped by what a request can tell apart: one MIG profile
+//    (or the whole GPUs), one share kind. A group is never split across slices unless it alone
+//    exceeds the limit (more than 64 placements of one profile: 10+ GPUs of 7 1g placements), so
+//    which slice a device is in depends only on the set of devices, not on their order. Steering
+//    (re-ranking placements after allocations change) then re-orders devices inside slices, an
+//    in-place update that keeps the pool's generation, instead of moving devices between slices.
 //  - 1.34: a device may only consume counter sets of its own slice and a slice holds at most 32
 //    counters in all, so each slice carries whole GPUs: their counter sets and all their devices.
 

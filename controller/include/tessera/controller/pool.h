@@ -1,0 +1,72 @@
+#ifndef TESSERA_CONTROLLER_POOL_H_
+#define TESSERA_CONTROLLER_POOL_H_
+
+// Planning the writes that turn a node's stored ResourceSlices into the desired ones (the rules of
+// the upstream publisher, dra-protocol reference §10.3, with tessera's naming and generation
+// rule).
+//
+// Names: "<node>-<driver>-g<generation>-<index, 5 digits>". Within one generation name order is
+// slice order, which the 1.36+ allocator follows; a name says which generation and position a
+// slice was written for, so a restarted controller, or one whose informer lags, recognises its own
+// slices; and server-side apply of a known name is idempotent, so a retried create never
+// duplicates a slice.
+//
+// Generation: kept when the pool has the same number of slices and every slice keeps the same
+// devices and counter sets (by name): then only changed slices are re-applied in place, each
+// still a valid member of the pool on its own, and the pool never becomes incomplete (steering:
+// re-ordered devices, attributes of a MIG instance that was created). Otherwise the whole desired
+// pool is written under generation + 1 and the old slices are deleted only after that (the
+// scheduler ignores lower generations, so the pool is incomplete only while the new slices are
+// being created). Slices whose names are not ours, or whose spec disagrees with their name, are
+// deleted.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tessera/api/resource.h"
+
+namespace tessera::controller {
+
+struct StoredSlice {
+  std::string name;
+  std::string uid;
+  std::string resource_version;
+  api::ResourceSliceSpec spec;
+  bool decoded = false;  // false: the spec could not be read; it is rewritten or deleted
+};
+
+// A stored slice as the API server returned it.
+StoredSlice ToStoredSlice(const api::Json& object);
+
+struct PoolPlan {
+  std::int64_t generation = 0;
+  bool new_generation = false;
+  std::vector<api::Json> applies;  // complete objects, in slice order
+  std::vector<StoredSlice> deletes;
+  // Slices re-applied under the kept generation (devices re-ordered, attributes changed).
+  int updated_in_place = 0;
+};
+
+struct PoolTarget {
+  std::string node;
+  std::string node_uid;  // the Node's UID, for the owner reference
+  std::string driver;
+};
+
+std::string SliceName(const PoolTarget& target, std::int64_t generation, std::size_t index);
+
+// `desired` from partitioner::SplitIntoSlices (generation and count are overwritten).
+PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSpec> desired,
+                  std::span<const StoredSlice> stored);
+
+// Fields of `sent` that the server dropped in `stored` ("sharedCounters", "consumesCounters",
+// "allowMultipleAllocations"): a feature gate is off in the API server.
+std::vector<std::string> DroppedFields(const api::ResourceSliceSpec& sent,
+                                       const api::ResourceSliceSpec& stored);
+
+}  // namespace tessera::controller
+
+#endif  // TESSERA_CONTROLLER_POOL_H_

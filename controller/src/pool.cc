@@ -1,0 +1,173 @@
+#include "tessera/controller/pool.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <set>
+
+#include "tessera/api/strings.h"
+
+namespace tessera::controller {
+namespace {
+
+// Object names are DNS subdomains of at most 253 characters; a node name may use most of that.
+constexpr std::size_t kMaxNodePart = 180;
+
+std::string NodePart(std::string_view node) {
+  if (node.size() <= kMaxNodePart) return std::string(node);
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a: a long name stays unique and stable
+  for (char c : node) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return StrCat(node.substr(0, kMaxNodePart - 17), "-", hex);
+}
+
+struct ParsedName {
+  std::int64_t generation = -1;
+  std::size_t index = 0;
+};
+
+// "<prefix>-g<generation>-<index>", or generation -1.
+ParsedName ParseName(std::string_view name, std::string_view prefix) {
+  ParsedName out;
+  if (name.size() <= prefix.size() + 3 || name.substr(0, prefix.size()) != prefix) return out;
+  std::string_view rest = name.substr(prefix.size());
+  if (rest.substr(0, 2) != "-g") return out;
+  rest.remove_prefix(2);
+  const std::size_t dash = rest.find('-');
+  if (dash == std::string_view::npos || rest.size() - dash - 1 != 5) return out;
+  std::int64_t gen = 0;
+  std::size_t index = 0;
+  auto [p1, e1] = std::from_chars(rest.data(), rest.data() + dash, gen);
+  auto [p2, e2] = std::from_chars(rest.data() + dash + 1, rest.data() + rest.size(), index);
+  if (e1 != std::errc() || p1 != rest.data() + dash || e2 != std::errc() ||
+      p2 != rest.data() + rest.size() || gen < 0) {
+    return out;
+  }
+  out.generation = gen;
+  out.index = index;
+  return out;
+}
+
+std::set<std::string> DeviceNames(const api::ResourceSliceSpec& s) {
+  std::set<std::string> names;
+  for (const api::Device& d : s.devices) names.insert(d.name);
+  return names;
+}
+
+std::set<std::string> CounterSetNames(const api::ResourceSliceSpec& s) {
+  std::set<std::string> names;
+  for (const api::CounterSet& c : s.shared_counters) names.insert(c.name);
+  return names;
+}
+
+api::Json SliceObject(const PoolTarget& target, const std::string& name,
+                      const api::ResourceSliceSpec& spec, const std::string& resource_version) {
+  api::Json meta = {{"name", name}};
+  if (!target.node_uid.empty()) {
+    meta["ownerReferences"] = api::Json::array({{{"apiVersion", "v1"},
+                                                 {"kind", "Node"},
+                                                 {"name", target.node},
+                                                 {"uid", target.node_uid},
+                                                 {"controller", true}}});
+  }
+  if (!resource_version.empty()) meta["resourceVersion"] = resource_version;
+  return {{"apiVersion", "resource.k8s.io/v1"},
+          {"kind", "ResourceSlice"},
+          {"metadata", std::move(meta)},
+          {"spec", spec}};
+}
+
+}  // namespace
+
+StoredSlice ToStoredSlice(const api::Json& object) {
+  StoredSlice s;
+  const api::Json meta = object.value("metadata", api::Json::object());
+  s.name = meta.value("name", std::string());
+  s.uid = meta.value("uid", std::string());
+  s.resource_version = meta.value("resourceVersion", std::string());
+  if (object.contains("spec")) {
+    s.decoded = api::Decode(api::DecodeContext(), object["spec"], &s.spec).ok();
+  }
+  return s;
+}
+
+std::string SliceName(const PoolTarget& target, std::int64_t generation, std::size_t index) {
+  char idx[16];
+  std::snprintf(idx, sizeof(idx), "%05zu", index);
+  return StrCat(NodePart(target.node), "-", target.driver, "-g", generation, "-", idx);
+}
+
+PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSpec> desired,
+                  std::span<const StoredSlice> stored) {
+  PoolPlan plan;
+  const std::string prefix = StrCat(NodePart(target.node), "-", target.driver);
+  const std::int64_t n = static_cast<std::int64_t>(desired.size());
+
+  // The current generation: the highest one among slices that are what their names say.
+  std::int64_t current = 0;
+  std::vector<ParsedName> parsed(stored.size());
+  for (std::size_t i = 0; i < stored.size(); ++i) {
+    const StoredSlice& s = stored[i];
+    parsed[i] = ParseName(s.name, prefix);
+    if (parsed[i].generation >= 0 && s.decoded && s.spec.pool.generation != parsed[i].generation)
+      parsed[i].generation = -1;
+    current = std::max(current, parsed[i].generation);
+  }
+  std::map<std::size_t, const StoredSlice*> members;  // index -> slice of the current generation
+  for (std::size_t i = 0; i < stored.size(); ++i) {
+    if (parsed[i].generation == current && current > 0) members[parsed[i].index] = &stored[i];
+  }
+
+  bool keep = current > 0 && static_cast<std::int64_t>(members.size()) == n;
+  for (std::int64_t i = 0; keep && i < n; ++i) {
+    auto it = members.find(static_cast<std::size_t>(i));
+    if (it == members.end() || !it->second->decoded) {
+      keep = false;
+      break;
+    }
+    const api::ResourceSliceSpec& s = it->second->spec;
+    keep = s.pool.resource_slice_count == n && DeviceNames(s) == DeviceNames(desired[i]) &&
+           CounterSetNames(s) == CounterSetNames(desired[i]);
+  }
+
+  plan.new_generation = !keep;
+  plan.generation = keep ? current : current + 1;
+  std::set<const StoredSlice*> kept;
+  for (std::int64_t i = 0; i < n; ++i) {
+    api::ResourceSliceSpec spec = desired[i];
+    spec.pool.generation = plan.generation;
+    spec.pool.resource_slice_count = n;
+    std::string rv;
+    if (keep) {
+      const StoredSlice* s = members.at(static_cast<std::size_t>(i));
+      kept.insert(s);
+      if (s->spec == spec) continue;
+      rv = s->resource_version;
+      ++plan.updated_in_place;
+    }
+    plan.applies.push_back(SliceObject(target, SliceName(target, plan.generation, i), spec, rv));
+  }
+  for (const StoredSlice& s : stored) {
+    if (kept.count(&s) == 0) plan.deletes.push_back(s);
+  }
+  return plan;
+}
+
+std::vector<std::string> DroppedFields(const api::ResourceSliceSpec& sent,
+                                       const api::ResourceSliceSpec& stored) {
+  std::vector<std::string> dropped;
+  if (!sent.shared_counters.empty() && stored.shared_counters.empty()) {
+    dropped.push_back("sharedCounters");
+  }
+  auto any = [](const api::ResourceSliceSpec& s, auto pred) {
+    return std::any_of(s.devices.begin(), s.devices.end(), pred);
+  };
+  auto counters = [](const api::Device& d) { return !d.consumes_counters.empty(); };
+  auto multiple = [](const api::Device& d) { return d.allow_multiple_allocations.value_or(false); };
+  if (any(sent, counters) && !any(stored, counters)) dropped.push_back("consumesCounters");
+  if (any(sent, multiple) && !any(stored, multiple)) dropped.push_back("allowMultipleAllocations");
+  return dropped;
+}
+
+}  // namespace tessera::controller
