@@ -1,5 +1,7 @@
 #include "tessera/api/crd_schema.h"
 
+#include <limits>
+
 #include "tessera/api/crd.h"
 
 namespace tessera::api {
@@ -12,7 +14,15 @@ Json Str(std::string_view description = "") {
 }
 
 Json Int(int64_t min, int64_t max, std::string_view description = "") {
-  Json s = {{"type", "integer"}, {"minimum", min}, {"maximum", max}};
+  Json s = {{"type", "integer"}, {"minimum", min}};
+  // The API server reads schema numbers as float64, where 2^63-1 is no longer an integer and the
+  // CRD's status writes are refused ("Maximum boundary value must be of type integer"): int64
+  // fields say so by format instead.
+  if (max == std::numeric_limits<int64_t>::max()) {
+    s["format"] = "int64";
+  } else {
+    s["maximum"] = max;
+  }
   if (!description.empty()) s["description"] = description;
   return s;
 }

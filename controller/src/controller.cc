@@ -16,7 +16,6 @@ namespace res = kube::resources;
 using Clock = std::chrono::steady_clock;
 
 struct Controller::NodeContext {
-  std::unique_ptr<NodeModeler> modeler;
   std::shared_ptr<const api::GpuPartitionPolicySpec> policy;  // in force for this node
   NodeStatus status;
 };
@@ -94,7 +93,8 @@ absl::Status Controller::Start(std::chrono::milliseconds sync_timeout) {
                                              kube::InformerOptions{.type = res::kResourceClaims});
   slices_ = std::make_unique<kube::Informer>(
       client_, kube::InformerOptions{.type = res::kResourceSlices,
-                                     .field_selector = StrCat("spec.driver=", options_.driver)});
+                                     .field_selector = StrCat("spec.driver=", options_.driver),
+                                     .transform = CompactSlice});
   RegisterHandlers();
   for (kube::Informer* i :
        {nodes_.get(), inventories_.get(), policies_.get(), claims_.get(), slices_.get()}) {
@@ -279,12 +279,13 @@ bool Controller::IsOurWrite(const api::Json& slice, bool deleted) {
 void Controller::Remember(const std::string& node, const std::string& name,
                           const api::Json* object) {
   std::lock_guard<std::mutex> lock(mu_);
-  Written w{.node = node,
-            .resource_version = object == nullptr
-                                    ? std::string()
-                                    : (*object)["metadata"].value("resourceVersion", std::string()),
-            .object = object == nullptr ? std::nullopt : std::optional<api::Json>(*object),
-            .at = Clock::now()};
+  Written w{
+      .node = node,
+      .resource_version = object == nullptr
+                              ? std::string()
+                              : (*object)["metadata"].value("resourceVersion", std::string()),
+      .object = object == nullptr ? std::nullopt : std::optional<api::Json>(CompactSlice(*object)),
+      .at = Clock::now()};
   written_[name] = std::move(w);
 }
 
@@ -464,7 +465,9 @@ absl::Status Controller::SyncNode(const std::string& node) {
         it == node_policy_.end() ? nullptr : it->second;
     if (conflicted_nodes_.count(node) == 0) ctx.policy = now;  // a tie keeps the last one
   }
-  if (ctx.modeler == nullptr) ctx.modeler = std::make_unique<NodeModeler>(*placer_, features_);
+  // Built per sync: a modeler kept per node would hold every node's device objects (about 0.5 MB
+  // for 8 MIG GPUs), and rebuilding them costs far less than writing a slice.
+  NodeModeler modeler(*placer_, features_);
 
   NodeModelInput input{.inventory = &inventory->spec, .policy = ctx.policy.get(), .allocated = {}};
   for (const api::Json& claim : claims_->ByIndex("pool", node)) {
@@ -472,7 +475,7 @@ absl::Status Controller::SyncNode(const std::string& node) {
       if (a.pool == node) input.allocated.push_back(std::move(a));
     }
   }
-  absl::StatusOr<NodeModel> model = ctx.modeler->Build(input);
+  absl::StatusOr<NodeModel> model = modeler.Build(input);
   if (!model.ok()) {
     metrics_.PublishError("model");
     Warn(node_ref, "GpuModelError", std::string(model.status().message()));

@@ -19,7 +19,10 @@ std::string NodePart(std::string_view node) {
   for (char c : node) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  return StrCat(node.substr(0, kMaxNodePart - 17), "-", hex);
+  std::string_view head = node.substr(0, kMaxNodePart - 17);
+  // A DNS subdomain never has "." or "-" next to the separator.
+  while (!head.empty() && (head.back() == '.' || head.back() == '-')) head.remove_suffix(1);
+  return StrCat(head, "-", hex);
 }
 
 struct ParsedName {
@@ -44,6 +47,8 @@ ParsedName ParseName(std::string_view name, std::string_view prefix) {
       p2 != rest.data() + rest.size() || gen < 0) {
     return out;
   }
+  // Only the spelling SliceName writes ("g01" or "g1-0000001" are not ours).
+  if (rest.substr(0, dash) != std::to_string(gen)) return out;
   out.generation = gen;
   out.index = index;
   return out;
@@ -80,16 +85,65 @@ api::Json SliceObject(const PoolTarget& target, const std::string& name,
 
 }  // namespace
 
+std::string SpecDigest(const api::ResourceSliceSpec& spec) {
+  const std::string text = api::Json(spec).dump();
+  std::uint64_t h = 1469598103934665603ull;
+  for (char c : text) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return StrCat(hex, "-", text.size());
+}
+
+namespace {
+constexpr char kCompact[] = "tessera.dev/compact";
+}  // namespace
+
 StoredSlice ToStoredSlice(const api::Json& object) {
   StoredSlice s;
   const api::Json meta = object.value("metadata", api::Json::object());
   s.name = meta.value("name", std::string());
   s.uid = meta.value("uid", std::string());
   s.resource_version = meta.value("resourceVersion", std::string());
-  if (object.contains("spec")) {
-    s.decoded = api::Decode(api::DecodeContext(), object["spec"], &s.spec).ok();
+  if (object.contains(kCompact)) {
+    const api::Json& c = object[kCompact];
+    s.decoded = c.value("decoded", false);
+    s.digest = c.value("digest", std::string());
+    s.devices = c.value("devices", std::vector<std::string>());
+    s.counter_sets = c.value("counterSets", std::vector<std::string>());
+    s.pool.name = c.value("pool", std::string());
+    s.pool.generation = c.value("generation", std::int64_t{0});
+    s.pool.resource_slice_count = c.value("resourceSliceCount", std::int64_t{0});
+    return s;
+  }
+  api::ResourceSliceSpec spec;
+  if (object.contains("spec") && api::Decode(api::DecodeContext(), object["spec"], &spec).ok()) {
+    s.decoded = true;
+    s.pool = spec.pool;
+    s.digest = SpecDigest(spec);
+    for (const api::Device& d : spec.devices) s.devices.push_back(d.name);
+    for (const api::CounterSet& c : spec.shared_counters) s.counter_sets.push_back(c.name);
   }
   return s;
+}
+
+api::Json CompactSlice(api::Json object) {
+  if (object.contains(kCompact)) return object;
+  const StoredSlice s = ToStoredSlice(object);
+  const api::Json spec = object.value("spec", api::Json::object());
+  api::Json meta = {{"name", s.name}, {"uid", s.uid}, {"resourceVersion", s.resource_version}};
+  return {{"metadata", std::move(meta)},
+          {"spec",
+           {{"driver", spec.value("driver", std::string())},
+            {"nodeName", spec.value("nodeName", std::string())},
+            {"pool", spec.value("pool", api::Json::object())}}},
+          {kCompact,
+           {{"decoded", s.decoded},
+            {"digest", s.digest},
+            {"devices", s.devices},
+            {"counterSets", s.counter_sets},
+            {"pool", s.pool.name},
+            {"generation", s.pool.generation},
+            {"resourceSliceCount", s.pool.resource_slice_count}}}};
 }
 
 std::string SliceName(const PoolTarget& target, std::int64_t generation, std::size_t index) {
@@ -110,7 +164,7 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
   for (std::size_t i = 0; i < stored.size(); ++i) {
     const StoredSlice& s = stored[i];
     parsed[i] = ParseName(s.name, prefix);
-    if (parsed[i].generation >= 0 && s.decoded && s.spec.pool.generation != parsed[i].generation)
+    if (parsed[i].generation >= 0 && s.decoded && s.pool.generation != parsed[i].generation)
       parsed[i].generation = -1;
     current = std::max(current, parsed[i].generation);
   }
@@ -126,9 +180,11 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
       keep = false;
       break;
     }
-    const api::ResourceSliceSpec& s = it->second->spec;
-    keep = s.pool.resource_slice_count == n && DeviceNames(s) == DeviceNames(desired[i]) &&
-           CounterSetNames(s) == CounterSetNames(desired[i]);
+    const StoredSlice& s = *it->second;
+    keep = s.pool.resource_slice_count == n &&
+           std::set<std::string>(s.devices.begin(), s.devices.end()) == DeviceNames(desired[i]) &&
+           std::set<std::string>(s.counter_sets.begin(), s.counter_sets.end()) ==
+               CounterSetNames(desired[i]);
   }
 
   plan.new_generation = !keep;
@@ -142,7 +198,7 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
     if (keep) {
       const StoredSlice* s = members.at(static_cast<std::size_t>(i));
       kept.insert(s);
-      if (s->spec == spec) continue;
+      if (s->digest == SpecDigest(spec)) continue;
       rv = s->resource_version;
       ++plan.updated_in_place;
     }

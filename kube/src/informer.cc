@@ -121,6 +121,7 @@ void Informer::Dispatch(const std::function<void()>& call) {
 }
 
 void Informer::Upsert(Json object) {
+  if (options_.transform) object = options_.transform(std::move(object));
   const std::string key = KeyOf(object);
   std::optional<Json> old;
   {
@@ -156,6 +157,7 @@ void Informer::Remove(const Json& object) {
     for (const auto& [name, fn] : index_funcs_) {
       for (const std::string& v : fn(it->second)) indices_[name][v].erase(key);
     }
+    if (options_.transform) last = std::move(it->second);  // handlers see the cached form
     cache_.erase(it);
   }
   Dispatch([&] {

@@ -216,7 +216,14 @@ Device MakeDevice(const GpuContext& gpu, const Spec& s, std::string_view instanc
   } else {
     d.capacity["memory"] = {Mebibytes(memory_mib), std::nullopt};
   }
-  d.capacity["multiprocessors"] = {Number(multiprocessors), std::nullopt};
+  if (d.allow_multiple_allocations.value_or(false)) {
+    // Every capacity of a shared device is consumable, and one without a request policy is
+    // consumed whole by the first claim that does not ask for it: the SM count is a fact about
+    // the device here, not something shares divide.
+    d.attributes["multiprocessors"] = DeviceAttribute::Int(multiprocessors);
+  } else {
+    d.capacity["multiprocessors"] = {Number(multiprocessors), std::nullopt};
+  }
   d.attributes["type"] = DeviceAttribute::String(type);
   // Counters only where the partition is created on demand: a share device on the whole GPU and
   // an existing (static) instance need none.

@@ -41,6 +41,10 @@ struct InformerOptions {
   std::string field_selector{};
   std::chrono::seconds resync{0};  // 0: never
   std::chrono::seconds watch_timeout{300};
+  // Applied to every object before it is cached or handed to a handler (client-go's
+  // SetTransform): keeps only what the owner needs, so a cache of large objects stays small. It
+  // must keep metadata.name, namespace and resourceVersion.
+  std::function<api::Json(api::Json)> transform{};
 };
 
 struct InformerStats {
