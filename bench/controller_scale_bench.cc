@@ -1,0 +1,245 @@
+// controller-scale-bench: publish pools for N nodes × 8 H100-80GB in mig-dynamic from cold against
+// a real API server (testenv), then the same objects created by a bare client at the same
+// concurrency. Prints one JSON object: wall times, API writes, the controller's CPU seconds and
+// peak RSS, and the ratio controller / bare client.
+//
+//   TESSERA_TESTENV=build/default/testenv/testenv
+//   build/default/bench/controller-scale-bench --nodes 500 --workers 4
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "framework/cluster.h"
+#include "framework/process.h"
+#include "httplib.h"
+#include "tessera/api/crd.h"
+#include "tessera/api/strings.h"
+#include "tessera/kube/client.h"
+#include "tessera/kube/config.h"
+#include "tessera/kube/leader.h"
+#include "tessera/partitioner/catalogue.h"
+
+namespace {
+
+using tessera::StrCat;
+using tessera::api::Json;
+namespace kube = tessera::kube;
+namespace res = kube::resources;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Runs fn(i) for i in [0, n) on `threads` threads; the first error wins.
+absl::Status Parallel(int n, int threads, const std::function<absl::Status(int)>& fn) {
+  std::atomic<int> next{0};
+  std::mutex mu;
+  absl::Status first;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int i = next++; i < n; i = next++) {
+        absl::Status s = fn(i);
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (first.ok()) first = s;
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  return first;
+}
+
+Json Inventory(const std::string& node) {
+  const tessera::partitioner::GpuModel* model = tessera::partitioner::FindBuiltinModel("h100-80gb");
+  tessera::api::GpuInventorySpec spec{
+      .node_name = node, .driver_version = "550.54.15", .cuda_driver_version = "12.4", .gpus = {}};
+  for (int i = 0; i < 8; ++i) {
+    tessera::api::GpuInfo g;
+    g.index = i;
+    g.uuid = StrCat("GPU-", node, "-", i);
+    g.product = model->product_name;
+    g.model = model->key;
+    g.compute_capability = model->compute_capability;
+    g.pci_bus_id = StrCat("0000:", 10 + i, ":00.0");
+    g.minor_number = i;
+    g.mig_capable = g.mig_enabled = true;
+    g.mig_profiles = tessera::partitioner::InventoryProfiles(*model);
+    g.health = tessera::api::HealthState::kHealthy;
+    spec.gpus.push_back(std::move(g));
+  }
+  return {{"apiVersion", "tessera.dev/v1alpha1"},
+          {"kind", "GpuInventory"},
+          {"metadata", {{"name", node}}},
+          {"spec", spec}};
+}
+
+// "name value" lines of a Prometheus exposition, summed per metric name.
+std::map<std::string, double> Scrape(int port) {
+  httplib::Client http("127.0.0.1", port);
+  std::map<std::string, double> out;
+  httplib::Result r = http.Get("/metrics");
+  if (!r || r->status != 200) return out;
+  std::istringstream in(r->body);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::size_t space = line.rfind(' ');
+    std::string name = line.substr(0, line.find_first_of("{ "));
+    if (line.find("operation=\"apply\"") != std::string::npos) name += ":apply";
+    if (line.find("operation=\"delete\"") != std::string::npos) name += ":delete";
+    if (line.find("result=\"ok\"") != std::string::npos) name += ":ok";
+    out[name] += std::atof(line.c_str() + space + 1);
+  }
+  return out;
+}
+
+std::pair<double, double> CpuAndPeakRss(pid_t pid) {
+  std::ifstream stat(StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::vector<std::string> f;
+  for (std::string x; fields >> x;) f.push_back(x);
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double cpu = f.size() > 12 ? (std::stod(f[11]) + std::stod(f[12])) / ticks : -1;
+  std::ifstream status(StrCat("/proc/", pid, "/status"));
+  double rss_mib = -1;
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) rss_mib = std::atof(line.c_str() + 6) / 1024.0;
+  }
+  return {cpu, rss_mib};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"controller-scale-bench"};
+  int nodes = 500;
+  int workers = 4;
+  std::string controller = TESSERA_CONTROLLER_BINARY;
+  app.add_option("--nodes", nodes, "GPU nodes (8 × H100-80GB each)")->capture_default_str();
+  app.add_option("--workers", workers, "controller workers = bare-client threads")
+      ->capture_default_str();
+  app.add_option("--controller", controller, "tessera-controller binary")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  std::unique_ptr<tessera::e2e::Cluster> cluster = tessera::e2e::Cluster::Start({"seed"});
+  if (!cluster->available()) {
+    std::cerr << "no cluster: " << cluster->reason() << "\n";
+    return 1;
+  }
+  for (const char* crd :
+       {"gpuinventories.tessera.dev.yaml", "gpupartitionpolicies.tessera.dev.yaml"}) {
+    cluster->Kubectl(
+        {"apply", "--server-side", "-f", StrCat(TESSERA_SOURCE_DIR, "/deploy/crds/", crd)});
+  }
+  absl::StatusOr<kube::Config> config = kube::LoadKubeconfig(cluster->kubeconfig());
+  if (!config.ok()) return 1;
+  kube::Client client(*config);
+  absl::Status made = cluster->Create(
+      "apiVersion: tessera.dev/v1alpha1\nkind: GpuPartitionPolicy\nmetadata: {name: all}\n"
+      "spec:\n  gpus:\n  - mode: mig-dynamic\n");
+  if (!made.ok()) std::cerr << made << "\n";
+  std::cerr << "creating " << nodes << " Nodes and GpuInventories\n";
+  absl::Status s = Parallel(nodes, 8, [&](int i) -> absl::Status {
+    char name[16];
+    std::snprintf(name, sizeof(name), "s%04d", i);
+    Json node = {{"apiVersion", "v1"}, {"kind", "Node"}, {"metadata", {{"name", name}}}};
+    if (auto r = client.Create(res::kNodes, "", node); !r.ok()) return r.status();
+    if (auto r = client.Create(res::kGpuInventories, "", Inventory(name)); !r.ok())
+      return r.status();
+    Json status = {{"apiVersion", "tessera.dev/v1alpha1"},
+                   {"kind", "GpuInventory"},
+                   {"metadata", {{"name", name}}},
+                   {"status", {{"heartbeatTime", kube::MicroTimeNow().substr(0, 19) + "Z"}}}};
+    return client.Apply(res::kGpuInventories, "", status, "bench", true, "status").status();
+  });
+  if (!s.ok()) {
+    std::cerr << "set-up: " << s << "\n";
+    return 1;
+  }
+
+  // (a) the controller from cold.
+  tessera::e2e::ProcessOptions p;
+  const std::string log = cluster->dir() + "/controller.log";
+  p.argv = {controller,
+            StrCat("--kubeconfig=", cluster->kubeconfig()),
+            "--leader-elect=false",
+            StrCat("--workers=", workers),
+            "--heartbeat-timeout-seconds=3600",
+            "--metrics-address=127.0.0.1:0",
+            "--health-address=0"};
+  p.stdout_path = log;
+  const auto began = Clock::now();
+  auto proc = tessera::e2e::ChildProcess::Start(std::move(p));
+  if (!proc.ok()) return 1;
+  auto serving = (*proc)->WaitForLine("serving /metrics", std::chrono::seconds(30));
+  std::smatch m;
+  const std::string line = serving.ok() ? *serving : "";
+  if (!std::regex_search(line, m, std::regex(":([0-9]+)\\s*$"))) {
+    std::cerr << "no metrics port in: " << line << "\n";
+    return 1;
+  }
+  const int port = std::stoi(m[1]);
+  std::map<std::string, double> metrics;
+  while (true) {
+    metrics = Scrape(port);
+    if (metrics["tessera_controller_generation_bumps_total"] >= nodes &&
+        metrics["tessera_controller_queue_depth"] == 0)
+      break;
+    if (Seconds(Clock::now() - began) > 3600) {
+      std::cerr << "timed out\n";
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const double controller_wall = Seconds(Clock::now() - began);
+  const auto [cpu, rss] = CpuAndPeakRss((*proc)->pid());
+  (*proc)->Stop();
+
+  // (b) the same slices, written by a bare client at the same concurrency.
+  absl::StatusOr<kube::ListResult> slices = client.List(res::kResourceSlices, "");
+  if (!slices.ok()) return 1;
+  std::vector<Json> objects;
+  for (Json& o : slices->items) {
+    Json clean = {{"apiVersion", "resource.k8s.io/v1"},
+                  {"kind", "ResourceSlice"},
+                  {"metadata", {{"name", o["metadata"]["name"]}}},
+                  {"spec", o["spec"]}};
+    objects.push_back(std::move(clean));
+  }
+  if (auto st = Parallel(static_cast<int>(objects.size()), 8,
+                         [&](int i) {
+                           return client.Delete(res::kResourceSlices, "",
+                                                objects[i]["metadata"]["name"].get<std::string>());
+                         });
+      !st.ok()) {
+    std::cerr << "cleanup: " << st << "\n";
+  }
+  const auto bare_began = Clock::now();
+  s = Parallel(static_cast<int>(objects.size()), workers,
+               [&](int i) { return client.Create(res::kResourceSlices, "", objects[i]).status(); });
+  const double bare_wall = Seconds(Clock::now() - bare_began);
+  if (!s.ok()) std::cerr << "bare client: " << s << "\n";
+
+  const Json out = {
+      {"nodes", nodes},
+      {"gpus_per_node", 8},
+      {"workers", workers},
+      {"slices", objects.size()},
+      {"controller_wall_s", controller_wall},
+      {"controller_slice_applies", metrics["tessera_controller_slice_writes_total:apply"]},
+      {"controller_slice_deletes", metrics["tessera_controller_slice_writes_total:delete"]},
+      {"controller_cpu_s", cpu},
+      {"controller_peak_rss_mib", rss},
+      {"bare_client_wall_s", bare_wall},
+      {"ratio", controller_wall / bare_wall}};
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
