@@ -54,7 +54,9 @@ void EventRecorder::Run() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
-      if (pending_.empty()) return;
+      // On stop, what is pending is dropped: against an API server that is gone, writing it would
+      // hold the shutdown for the client's retries.
+      if (stop_) return;
       p = std::move(pending_.front());
       pending_.pop_front();
     }

@@ -36,7 +36,7 @@ class EventRecorder {
     std::size_t max_pending = 1000;
   };
   EventRecorder(kube::Client& client, Options options);
-  ~EventRecorder();  // writes what is pending (bounded by the client's timeout), then stops
+  ~EventRecorder();  // drops what is pending and stops
 
   // type: "Normal" or "Warning".
   void Record(const ObjectRef& object, std::string_view type, std::string_view reason,
