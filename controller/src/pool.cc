@@ -85,13 +85,16 @@ api::Json SliceObject(const PoolTarget& target, const std::string& name,
 
 }  // namespace
 
-std::string SpecDigest(const api::ResourceSliceSpec& spec) {
-  const std::string text = api::Json(spec).dump();
+std::string DigestOfText(const std::string& text) {
   std::uint64_t h = 1469598103934665603ull;
   for (char c : text) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
   return StrCat(hex, "-", text.size());
+}
+
+std::string SpecDigest(const api::ResourceSliceSpec& spec) {
+  return DigestOfText(api::Json(spec).dump());
 }
 
 namespace {
@@ -124,6 +127,32 @@ StoredSlice ToStoredSlice(const api::Json& object) {
     for (const api::CounterSet& c : spec.shared_counters) s.counter_sets.push_back(c.name);
   }
   return s;
+}
+
+api::Json CompactWritten(const api::Json& sent, const api::Json& stored) {
+  const api::Json& spec = sent["spec"];
+  const api::Json meta = stored.value("metadata", api::Json::object());
+  std::vector<std::string> devices, sets;
+  for (const api::Json& d : spec.value("devices", api::Json::array())) devices.push_back(d["name"]);
+  for (const api::Json& c : spec.value("sharedCounters", api::Json::array()))
+    sets.push_back(c["name"]);
+  const api::Json pool = spec.value("pool", api::Json::object());
+  return {{"metadata",
+           {{"name", meta.value("name", std::string())},
+            {"uid", meta.value("uid", std::string())},
+            {"resourceVersion", meta.value("resourceVersion", std::string())}}},
+          {"spec",
+           {{"driver", spec.value("driver", std::string())},
+            {"nodeName", spec.value("nodeName", std::string())},
+            {"pool", pool}}},
+          {kCompact,
+           {{"decoded", true},
+            {"digest", DigestOfText(spec.dump())},
+            {"devices", devices},
+            {"counterSets", sets},
+            {"pool", pool.value("name", std::string())},
+            {"generation", pool.value("generation", std::int64_t{0})},
+            {"resourceSliceCount", pool.value("resourceSliceCount", std::int64_t{0})}}}};
 }
 
 api::Json CompactSlice(api::Json object) {

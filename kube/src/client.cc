@@ -55,6 +55,7 @@ std::string WriteQuery(const WriteOptions& options) {
   std::string q;
   if (options.dry_run) AddParam(&q, "dryRun", "All");
   if (options.strict_field_validation) AddParam(&q, "fieldValidation", "Strict");
+  if (!options.field_manager.empty()) AddParam(&q, "fieldManager", options.field_manager);
   return q;
 }
 

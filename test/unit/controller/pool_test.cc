@@ -568,3 +568,40 @@ TEST(PlanPoolTest, SteeringAfterAnAllocationKeepsTheGeneration) {
 
 }  // namespace
 }  // namespace tessera::controller
+
+namespace tessera::controller {
+namespace {
+
+// What the controller records for its own write must read back exactly as the server's copy of
+// the same slice does, or every sync would rewrite it.
+TEST(CompactWrittenTest, AgreesWithTheDecodedServerCopy) {
+  const PoolTarget target{.node = "node-a", .node_uid = "u", .driver = "gpu.tessera.dev"};
+  api::ResourceSliceSpec spec;
+  spec.driver = "gpu.tessera.dev";
+  spec.node_name = "node-a";
+  spec.pool.name = "node-a";
+  api::Device d0;
+  d0.name = "gpu-0";
+  d0.capacity["memory"] = {api::Quantity::Parse("40Gi").value(), std::nullopt};
+  api::Device d1;
+  d1.name = "gpu-1";
+  spec.devices = {d0, d1};
+  const std::vector<api::ResourceSliceSpec> desired = {spec};
+  PoolPlan plan = PlanPool(target, desired, {});
+  ASSERT_EQ(plan.applies.size(), 1u);
+  api::Json server = plan.applies[0];
+  server["metadata"]["uid"] = "uid-1";
+  server["metadata"]["resourceVersion"] = "42";
+  const StoredSlice a = ToStoredSlice(CompactWritten(plan.applies[0], server));
+  const StoredSlice b = ToStoredSlice(server);
+  EXPECT_EQ(a.digest, b.digest);
+  EXPECT_EQ(a.devices, b.devices);
+  EXPECT_EQ(a.pool, b.pool);
+  EXPECT_EQ(a.uid, "uid-1");
+  EXPECT_EQ(a.resource_version, "42");
+  std::vector<StoredSlice> stored = {a};
+  EXPECT_TRUE(PlanPool(target, desired, stored).applies.empty());
+}
+
+}  // namespace
+}  // namespace tessera::controller

@@ -94,8 +94,8 @@ class Controller {
   };
   struct Written {
     std::string node;
-    std::string resource_version;  // empty: deleted
-    std::optional<api::Json> object;
+    std::string resource_version;     // empty: deleted
+    std::optional<api::Json> object;  // compact (CompactWritten)
     std::chrono::steady_clock::time_point at;
   };
 
@@ -109,6 +109,8 @@ class Controller {
   std::vector<StoredSlice> StoredSlices(const std::string& node);
   void Remember(const std::string& node, const std::string& name, const api::Json* object);
   bool IsOurWrite(const api::Json& slice, bool deleted);
+  // The compact form recorded for this exact version of a slice we wrote, if any.
+  std::optional<api::Json> WrittenCompact(const api::Json& slice);
   NodeContext& Context(const std::string& node);
   void Warn(const ObjectRef& object, const std::string& reason, const std::string& message);
 

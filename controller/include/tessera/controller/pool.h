@@ -55,6 +55,10 @@ StoredSlice ToStoredSlice(const api::Json& object);
 // digest and names above: the form the controller's informer caches.
 api::Json CompactSlice(api::Json object);
 
+// The compact form of a slice this controller just wrote: the spec from what was sent (its digest
+// is SpecDigest of the desired spec), the metadata from the server's answer. No decoding.
+api::Json CompactWritten(const api::Json& sent, const api::Json& stored);
+
 struct PoolPlan {
   std::int64_t generation = 0;
   bool new_generation = false;

@@ -58,6 +58,7 @@ struct ListResult {
 struct WriteOptions {
   bool dry_run = false;
   bool strict_field_validation = false;  // fieldValidation=Strict
+  std::string field_manager{};           // fieldManager: who owns the fields written
 };
 
 struct Preconditions {
