@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
     Json status = {{"apiVersion", "tessera.dev/v1alpha1"},
                    {"kind", "GpuInventory"},
                    {"metadata", {{"name", name}}},
-                   {"status", {{"heartbeatTime", kube::MicroTimeNow().substr(0, 19) + "Z"}}}};
+                   {"status", {{"heartbeatTime", kube::TimeNow()}}}};
     return client.Apply(res::kGpuInventories, "", status, "bench", true, "status").status();
   });
   if (!s.ok()) {

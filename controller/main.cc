@@ -41,10 +41,7 @@ struct Flags {
   int renew_deadline_seconds = 10;
   int retry_period_seconds = 2;
   std::string events_namespace = "default";
-  std::string metrics_address = ":8080";
-  std::string health_address = ":8081";
-  std::string log_format = "text";
-  int verbosity = 0;
+  tessera::tools::CommonFlags common;  // address defaults are set in main
   int sync_timeout_seconds = 120;
 };
 
@@ -95,10 +92,8 @@ int Serve(const Flags& f) {
     // A standby replica is ready: it is doing what it should, waiting for the lease.
     return tessera::tools::HttpReply{.body = running ? "leading\n" : "standby\n"};
   });
-  if (absl::Status s = http.Listen(f.metrics_address); !s.ok()) return Fail(s);
-  if (f.health_address != f.metrics_address) {
-    if (absl::Status s = http.Listen(f.health_address); !s.ok()) return Fail(s);
-  }
+  if (absl::Status s = http.Listen({f.common.metrics_address, f.common.health_address}); !s.ok())
+    return Fail(s);
 
   // SIGTERM/SIGINT (blocked in main before any thread started) end the process.
   std::thread signals([&] {
@@ -178,13 +173,9 @@ int main(int argc, char** argv) {
 
   CLI::App app{"tessera-controller: publishes GPU ResourceSlices for every node"};
   Flags f;
-  bool version = false;
-  std::vector<std::string> validate;
-  app.add_flag("--version", version, "print the version and exit");
-  app.add_option("--validate", validate,
-                 "check YAML/JSON files (configs, policies, claims, slices) and print them "
-                 "normalized; exit 1 if any is invalid")
-      ->check(CLI::ExistingFile);
+  f.common.metrics_address = ":8080";
+  f.common.health_address = ":8081";
+  tessera::tools::AddCommonFlags(app, f.common);
   app.add_option("--kubeconfig", f.kubeconfig,
                  "kubeconfig file (default: $KUBECONFIG, then in-cluster)");
   app.add_option("--driver-name", f.driver_name, "DRA driver name")
@@ -231,32 +222,16 @@ int main(int argc, char** argv) {
                  "namespace for Events about Nodes and policies")
       ->envname("TESSERA_EVENTS_NAMESPACE")
       ->capture_default_str();
-  app.add_option("--metrics-address", f.metrics_address, "[host]:port for /metrics; 0: off")
-      ->envname("TESSERA_METRICS_ADDRESS")
-      ->capture_default_str();
-  app.add_option("--health-address", f.health_address,
-                 "[host]:port for /healthz and /readyz; 0: off")
-      ->envname("TESSERA_HEALTH_ADDRESS")
-      ->capture_default_str();
-  app.add_option("--log-format", f.log_format, "text or json")
-      ->envname("TESSERA_LOG_FORMAT")
-      ->capture_default_str();
-  app.add_option("-v,--verbosity", f.verbosity, "0 info, 1 debug, 2 trace")
-      ->envname("TESSERA_LOG_VERBOSITY")
-      ->capture_default_str();
   app.add_option("--sync-timeout-seconds", f.sync_timeout_seconds,
                  "give up when the informers have not listed everything by then")
       ->envname("TESSERA_SYNC_TIMEOUT_SECONDS")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  if (version) {
-    std::cout << "tessera-controller " << tessera::tools::Version() << "\n";
-    return 0;
-  }
-  if (!validate.empty()) return tessera::tools::ValidateFiles(validate, std::cout, std::cerr);
-  if (absl::Status s =
-          tessera::tools::ConfigureLogging(f.log_format, f.verbosity, "tessera-controller");
+  if (std::optional<int> done = tessera::tools::RunInfoFlags(f.common, "tessera-controller"))
+    return *done;
+  if (absl::Status s = tessera::tools::ConfigureLogging(f.common.log_format, f.common.verbosity,
+                                                        "tessera-controller");
       !s.ok()) {
     return Fail(s);
   }

@@ -50,10 +50,7 @@ struct Flags {
   std::string nvml_library;
   std::string host_root = "/";
   std::string mps_control_binary;
-  std::string metrics_address = ":9400";
-  std::string health_address = ":9401";
-  std::string log_format = "text";
-  int verbosity = 0;
+  tessera::tools::CommonFlags common;  // address defaults are set in main
   std::string pod_uid;
   int heartbeat_seconds = 10;
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
@@ -209,10 +206,8 @@ int Serve(Flags f) {
                                      .body = r.notified ? "registration refused: " + r.error + "\n"
                                                         : "not registered with the kubelet yet\n"};
   });
-  if (absl::Status s = http.Listen(f.metrics_address); !s.ok()) return Fail(s);
-  if (f.health_address != f.metrics_address) {
-    if (absl::Status s = http.Listen(f.health_address); !s.ok()) return Fail(s);
-  }
+  if (absl::Status s = http.Listen({f.common.metrics_address, f.common.health_address}); !s.ok())
+    return Fail(s);
   if (absl::Status s = server.Start(); !s.ok()) return Fail(s);
   std::cout << "tessera-kubelet-plugin serving " << server.registration_socket() << std::endl;
   inventory.Start();
@@ -244,13 +239,9 @@ int main(int argc, char** argv) {
 
   CLI::App app{"tessera-kubelet-plugin: prepares GPU ResourceClaims on this node"};
   Flags f;
-  bool version = false;
-  std::vector<std::string> validate;
-  app.add_flag("--version", version, "print the version and exit");
-  app.add_option("--validate", validate,
-                 "check YAML/JSON files (configs, policies, claims, slices) and print them "
-                 "normalized; exit 1 if any is invalid")
-      ->check(CLI::ExistingFile);
+  f.common.metrics_address = ":9400";
+  f.common.health_address = ":9401";
+  tessera::tools::AddCommonFlags(app, f.common);
   app.add_option("--node-name", f.node_name, "this node's name (the pool name)")
       ->envname("NODE_NAME");
   app.add_option("--driver-name", f.driver_name, "DRA driver name")
@@ -287,19 +278,6 @@ int main(int argc, char** argv) {
   app.add_option("--mps-control-binary", f.mps_control_binary,
                  "nvidia-cuda-mps-control (default <driver root>/usr/bin/nvidia-cuda-mps-control)")
       ->envname("TESSERA_MPS_CONTROL_BINARY");
-  app.add_option("--metrics-address", f.metrics_address, "[host]:port for /metrics; 0: off")
-      ->envname("TESSERA_METRICS_ADDRESS")
-      ->capture_default_str();
-  app.add_option("--health-address", f.health_address,
-                 "[host]:port for /healthz and /readyz; 0: off")
-      ->envname("TESSERA_HEALTH_ADDRESS")
-      ->capture_default_str();
-  app.add_option("--log-format", f.log_format, "text or json")
-      ->envname("TESSERA_LOG_FORMAT")
-      ->capture_default_str();
-  app.add_option("-v,--verbosity", f.verbosity, "0 info, 1 debug, 2 trace")
-      ->envname("TESSERA_LOG_VERBOSITY")
-      ->capture_default_str();
   app.add_option("--pod-uid", f.pod_uid, "this pod's UID: rolling-update socket names")
       ->envname("POD_UID");
   app.add_option("--heartbeat-seconds", f.heartbeat_seconds, "GpuInventory heartbeat period")
@@ -310,13 +288,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  if (version) {
-    std::cout << "tessera-kubelet-plugin " << tessera::tools::Version() << "\n";
-    return 0;
-  }
-  if (!validate.empty()) return tessera::tools::ValidateFiles(validate, std::cout, std::cerr);
-  if (absl::Status s =
-          tessera::tools::ConfigureLogging(f.log_format, f.verbosity, "tessera-kubelet-plugin");
+  if (std::optional<int> done = tessera::tools::RunInfoFlags(f.common, "tessera-kubelet-plugin"))
+    return *done;
+  if (absl::Status s = tessera::tools::ConfigureLogging(f.common.log_format, f.common.verbosity,
+                                                        "tessera-kubelet-plugin");
       !s.ok()) {
     std::cerr << "tessera-kubelet-plugin: " << s.message() << std::endl;
     return 2;

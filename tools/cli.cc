@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "CLI/CLI.hpp"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -107,6 +108,36 @@ int ValidateFiles(const std::vector<std::string>& paths, std::ostream& out, std:
     }
   }
   return failures == 0 ? 0 : 1;
+}
+
+void AddCommonFlags(CLI::App& app, CommonFlags& flags) {
+  app.add_flag("--version", flags.version, "print the version and exit");
+  app.add_option("--validate", flags.validate,
+                 "check YAML/JSON files (configs, policies, claims, slices) and print them "
+                 "normalized; exit 1 if any is invalid")
+      ->check(CLI::ExistingFile);
+  app.add_option("--metrics-address", flags.metrics_address, "[host]:port for /metrics; 0: off")
+      ->envname("TESSERA_METRICS_ADDRESS")
+      ->capture_default_str();
+  app.add_option("--health-address", flags.health_address,
+                 "[host]:port for /healthz and /readyz; 0: off")
+      ->envname("TESSERA_HEALTH_ADDRESS")
+      ->capture_default_str();
+  app.add_option("--log-format", flags.log_format, "text or json")
+      ->envname("TESSERA_LOG_FORMAT")
+      ->capture_default_str();
+  app.add_option("-v,--verbosity", flags.verbosity, "0 info, 1 debug, 2 trace")
+      ->envname("TESSERA_LOG_VERBOSITY")
+      ->capture_default_str();
+}
+
+std::optional<int> RunInfoFlags(const CommonFlags& flags, std::string_view binary) {
+  if (flags.version) {
+    std::cout << binary << " " << Version() << "\n";
+    return 0;
+  }
+  if (!flags.validate.empty()) return ValidateFiles(flags.validate, std::cout, std::cerr);
+  return std::nullopt;
 }
 
 }  // namespace tessera::tools

@@ -1,5 +1,6 @@
 #include "tessera/tools/http_endpoints.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "httplib.h"
@@ -24,6 +25,16 @@ HttpEndpoints::~HttpEndpoints() {
 
 void HttpEndpoints::Handle(std::string path, Handler handler) {
   handlers_.emplace_back(std::move(path), std::move(handler));
+}
+
+absl::Status HttpEndpoints::Listen(const std::vector<std::string>& addresses) {
+  std::vector<std::string> done;
+  for (const std::string& a : addresses) {
+    if (std::find(done.begin(), done.end(), a) != done.end()) continue;
+    if (absl::Status s = Listen(a); !s.ok()) return s;
+    done.push_back(a);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status HttpEndpoints::Listen(const std::string& address) {

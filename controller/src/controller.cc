@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <utility>
 
 #include "spdlog/spdlog.h"
 #include "tessera/api/strings.h"
@@ -17,7 +18,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Controller::NodeContext {
   std::shared_ptr<const api::GpuPartitionPolicySpec> policy;  // in force for this node
-  NodeStatus status;
+  bool published = false;  // our slices for the node are out (guarded by mu_)
 };
 
 namespace {
@@ -52,24 +53,6 @@ std::set<std::string> PoolsOf(const api::Json& claim, std::string_view driver) {
 api::Json AllocationOf(const api::Json& claim) {
   if (!claim.contains("status") || !claim["status"].contains("allocation")) return nullptr;
   return claim["status"]["allocation"];
-}
-
-// DroppedFields on the JSON itself: which of the gated fields the sent spec has and the stored
-// one lacks (no decoding of 64-device slices on every write).
-std::vector<std::string> DroppedFieldsJson(const api::Json& sent, const api::Json& stored) {
-  auto any_device = [](const api::Json& spec, const char* key) {
-    for (const api::Json& d : spec.value("devices", api::Json::array())) {
-      if (d.contains(key)) return true;
-    }
-    return false;
-  };
-  std::vector<std::string> dropped;
-  if (sent.contains("sharedCounters") && !stored.contains("sharedCounters"))
-    dropped.push_back("sharedCounters");
-  for (const char* key : {"consumesCounters", "allowMultipleAllocations"}) {
-    if (any_device(sent, key) && !any_device(stored, key)) dropped.push_back(key);
-  }
-  return dropped;
 }
 
 }  // namespace
@@ -214,8 +197,7 @@ void Controller::RegisterHandlers() {
                   requeue = true;
                 }
                 auto it = contexts_.find(node);
-                if (was_stale || it == contexts_.end() || !it->second->status.published)
-                  requeue = true;
+                if (was_stale || it == contexts_.end() || !it->second->published) requeue = true;
               }
             }
             if (requeue) queue_.Add(node);
@@ -358,21 +340,6 @@ Controller::NodeContext& Controller::Context(const std::string& node) {
   return *ctx;
 }
 
-NodeStatus Controller::Status(const std::string& node) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = contexts_.find(node);
-  return it == contexts_.end() ? NodeStatus{} : it->second->status;
-}
-
-bool Controller::Idle() const {
-  if (queue_.Depth() != 0) return false;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [node, hb] : heartbeats_) {
-    if (synced_once_.count(node) == 0) return false;
-  }
-  return true;
-}
-
 void Controller::Warn(const ObjectRef& object, const std::string& reason,
                       const std::string& message) {
   spdlog::warn("{} {}: {}: {}", object.kind, object.name, reason, message);
@@ -408,14 +375,14 @@ void Controller::Sweep() {
       const auto now = Clock::now();
       for (const auto& [node, hb] : heartbeats_) {
         auto it = contexts_.find(node);
-        const bool is_published = it != contexts_.end() && it->second->status.published;
+        const bool is_published = it != contexts_.end() && it->second->published;
         if (is_published && now - hb.seen > options_.heartbeat_timeout) stale.push_back(node);
       }
       for (auto it = written_.begin(); it != written_.end();) {
         it = now - it->second.at > kWrittenTtl ? written_.erase(it) : std::next(it);
       }
       for (const auto& [node, ctx] : contexts_) {
-        (ctx->status.published ? published : withdrawn) += 1;
+        (ctx->published ? published : withdrawn) += 1;
       }
     }
     for (const std::string& node : stale) queue_.Add(node);
@@ -436,11 +403,10 @@ absl::Status Controller::Withdraw(const std::string& node, NodeContext& ctx,
     ++deleted;
   }
   metrics_.SliceWrites("delete", deleted);
-  const bool was_published = ctx.status.published;
+  bool was_published = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ctx.status = {.published = false, .withdrawn_reason = reason};
-    synced_once_.insert(node);
+    was_published = std::exchange(ctx.published, false);
   }
   if (deleted > 0 || was_published) {
     spdlog::info("node {}: withdrew {} slice(s): {}", node, deleted, reason);
@@ -542,24 +508,16 @@ absl::Status Controller::SyncNode(const std::string& node) {
   }
   const PoolTarget target{.node = node, .node_uid = node_ref.uid, .driver = options_.driver};
   PoolPlan plan = PlanPool(target, *slices, StoredSlices(node));
-  if (absl::Status s = Execute(node, target, plan); !s.ok()) {
+  if (absl::Status s = Execute(node, plan); !s.ok()) {
     metrics_.PublishError("api");
     return s;
   }
-  int devices = 0;
-  for (const auto& s : *slices) devices += static_cast<int>(s.devices.size());
   std::lock_guard<std::mutex> lock(mu_);
-  ctx.status = {.published = true,
-                .withdrawn_reason = {},
-                .generation = plan.generation,
-                .slices = static_cast<int>(slices->size()),
-                .devices = devices};
-  synced_once_.insert(node);
+  ctx.published = true;
   return absl::OkStatus();
 }
 
-absl::Status Controller::Execute(const std::string& node, const PoolTarget& target,
-                                 PoolPlan& plan) {
+absl::Status Controller::Execute(const std::string& node, const PoolPlan& plan) {
   if (plan.applies.empty() && plan.deletes.empty()) return absl::OkStatus();
   const auto first = Clock::now();
   int applied = 0;
@@ -586,7 +544,7 @@ absl::Status Controller::Execute(const std::string& node, const PoolTarget& targ
     ++applied;
     const api::Json compact = CompactWritten(object, *stored);
     Remember(node, name, &compact);
-    const std::vector<std::string> dropped = DroppedFieldsJson(object["spec"], (*stored)["spec"]);
+    const std::vector<std::string> dropped = DroppedFields(object["spec"], (*stored)["spec"]);
     if (!dropped.empty()) {
       metrics_.PublishError("dropped-fields");
       Warn({.api_version = "v1", .kind = "Node", .name = node}, "FeatureGateOff",
@@ -616,7 +574,6 @@ absl::Status Controller::Execute(const std::string& node, const PoolTarget& targ
   }
   spdlog::info("node {}: pool generation {}{}: {} slice(s) applied, {} deleted", node,
                plan.generation, plan.new_generation ? " (new)" : "", applied, deleted);
-  (void)target;
   return absl::OkStatus();
 }
 
@@ -675,7 +632,7 @@ absl::Status Controller::SyncPolicies() {
   const PolicyAssignment assignment = AssignPolicies(nodes, effective);
 
   // Status of every policy, written only when it changed.
-  const std::string now = kube::MicroTimeNow().substr(0, 19) + "Z";
+  const std::string now = kube::TimeNow();
   absl::Status first_error;
   for (Entry& e : entries) {
     const std::string& name = e.policy.metadata.name;

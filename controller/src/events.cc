@@ -60,8 +60,7 @@ void EventRecorder::Run() {
       p = std::move(pending_.front());
       pending_.pop_front();
     }
-    const std::string now = kube::MicroTimeNow();
-    const std::string ts = now.substr(0, 19) + "Z";  // metav1.Time has second precision
+    const std::string ts = kube::TimeNow();
     char suffix[17];
     std::snprintf(suffix, sizeof(suffix), "%016llx", static_cast<unsigned long long>(rng()));
     api::Json involved = {

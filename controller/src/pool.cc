@@ -15,10 +15,7 @@ constexpr std::size_t kMaxNodePart = 180;
 
 std::string NodePart(std::string_view node) {
   if (node.size() <= kMaxNodePart) return std::string(node);
-  std::uint64_t h = 1469598103934665603ull;  // FNV-1a: a long name stays unique and stable
-  for (char c : node) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  const std::string hex = Fnv1a64Hex(node);  // a long name stays unique and stable
   std::string_view head = node.substr(0, kMaxNodePart - 17);
   // A DNS subdomain never has "." or "-" next to the separator.
   while (!head.empty() && (head.back() == '.' || head.back() == '-')) head.remove_suffix(1);
@@ -86,11 +83,7 @@ api::Json SliceObject(const PoolTarget& target, const std::string& name,
 }  // namespace
 
 std::string DigestOfText(const std::string& text) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (char c : text) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  return StrCat(hex, "-", text.size());
+  return StrCat(Fnv1a64Hex(text), "-", text.size());
 }
 
 std::string SpecDigest(const api::ResourceSliceSpec& spec) {
@@ -239,19 +232,30 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
   return plan;
 }
 
-std::vector<std::string> DroppedFields(const api::ResourceSliceSpec& sent,
-                                       const api::ResourceSliceSpec& stored) {
-  std::vector<std::string> dropped;
-  if (!sent.shared_counters.empty() && stored.shared_counters.empty()) {
-    dropped.push_back("sharedCounters");
-  }
-  auto any = [](const api::ResourceSliceSpec& s, auto pred) {
-    return std::any_of(s.devices.begin(), s.devices.end(), pred);
+std::vector<std::string> DroppedFields(const api::Json& sent, const api::Json& stored) {
+  // On the JSON itself: this runs after every write, and decoding a 64-device slice twice would
+  // cost more than the write's bookkeeping.
+  auto nonempty = [](const api::Json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_array() && !it->empty();
   };
-  auto counters = [](const api::Device& d) { return !d.consumes_counters.empty(); };
-  auto multiple = [](const api::Device& d) { return d.allow_multiple_allocations.value_or(false); };
-  if (any(sent, counters) && !any(stored, counters)) dropped.push_back("consumesCounters");
-  if (any(sent, multiple) && !any(stored, multiple)) dropped.push_back("allowMultipleAllocations");
+  auto any_device = [](const api::Json& spec, const auto& pred) {
+    auto it = spec.find("devices");
+    if (it == spec.end() || !it->is_array()) return false;
+    return std::any_of(it->begin(), it->end(), pred);
+  };
+  auto counters = [&](const api::Json& d) { return nonempty(d, "consumesCounters"); };
+  auto multiple = [](const api::Json& d) {
+    auto it = d.find("allowMultipleAllocations");
+    return it != d.end() && it->is_boolean() && it->get<bool>();
+  };
+  std::vector<std::string> dropped;
+  if (nonempty(sent, "sharedCounters") && !nonempty(stored, "sharedCounters"))
+    dropped.push_back("sharedCounters");
+  if (any_device(sent, counters) && !any_device(stored, counters))
+    dropped.push_back("consumesCounters");
+  if (any_device(sent, multiple) && !any_device(stored, multiple))
+    dropped.push_back("allowMultipleAllocations");
   return dropped;
 }
 

@@ -12,6 +12,11 @@ using api::Json;
 
 }  // namespace
 
+std::string TimeNow() {
+  const std::string micro = MicroTimeNow();
+  return micro.substr(0, micro.find('.')) + "Z";
+}
+
 std::string MicroTimeNow() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);

@@ -21,16 +21,7 @@ constexpr int kVersion = 1;
 
 // FNV-1a, 64 bit: detects torn and edited files; not a defence against an attacker (who could
 // write the file anyway).
-std::string Checksum(std::string_view data) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char out[32];
-  std::snprintf(out, sizeof(out), "fnv1a64:%016llx", static_cast<unsigned long long>(h));
-  return out;
-}
+std::string Checksum(std::string_view data) { return StrCat("fnv1a64:", Fnv1a64Hex(data)); }
 
 constexpr std::array<std::string_view, 3> kPhaseNames = {"Preparing", "Prepared", "Unpreparing"};
 constexpr std::array<std::string_view, 3> kSharingNames = {"None", "MPS", "TimeSlicing"};

@@ -1,26 +1,16 @@
 #include "tessera/plugin/inventory.h"
 
-#include <ctime>
-
 #include "spdlog/spdlog.h"
 #include "tessera/api/crd.h"
 #include "tessera/api/json_decode.h"
 #include "tessera/api/strings.h"
 #include "tessera/kube/errors.h"
+#include "tessera/kube/leader.h"
 
 namespace tessera::plugin {
 namespace {
 
 constexpr std::string_view kFieldManager = "tessera-kubelet-plugin";
-
-std::string Rfc3339Now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 }  // namespace
 
@@ -55,8 +45,9 @@ absl::Status InventoryPublisher::Publish() {
     if (!applied.ok()) return applied.status();
     last_spec_ = spec_text;
   }
-  api::GpuInventoryStatus status{
-      .heartbeat_time = Rfc3339Now(), .plugin_version = options_.plugin_version, .conditions = {}};
+  api::GpuInventoryStatus status{.heartbeat_time = kube::TimeNow(),
+                                 .plugin_version = options_.plugin_version,
+                                 .conditions = {}};
   api::Json status_object = {{"apiVersion", "tessera.dev/v1alpha1"},
                              {"kind", "GpuInventory"},
                              {"metadata", {{"name", options_.node_name}}},

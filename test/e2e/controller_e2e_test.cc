@@ -9,8 +9,7 @@
 
 #include <signal.h>
 
-#include <filesystem>
-#include <fstream>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <random>
@@ -73,6 +72,8 @@ struct MigName {
   std::string token;
   int start = -1;
   bool share = false;
+  // "<gpu>/<token>@<start>", as InstanceKeys writes the fake GPUs' instances.
+  std::string Key() const { return StrCat(gpu, "/", token, "@", start); }
 };
 std::optional<MigName> ParseMig(const std::string& device) {
   static const std::regex re("gpu-([0-9]+)-mig-([0-9a-z-]+?)-p([0-9]+)(-mps|-ts)?");
@@ -85,6 +86,7 @@ std::optional<MigName> ParseMig(const std::string& device) {
 struct Nodes {
   std::map<std::string, std::unique_ptr<KubeletSim>> kubelets;
   std::map<std::string, std::unique_ptr<ChildProcess>> plugins;
+  std::map<std::string, std::string> models;  // node -> fake GPU model
   std::unique_ptr<ChildProcess> controller;
   std::string controller_log;
   int controller_starts = 0;
@@ -128,40 +130,22 @@ class ControllerE2ETest : public E2ETest {
              {"n0", "a100-40gb"}, {"n1", "h100-80gb"}}) {
       absl::StatusOr<std::unique_ptr<KubeletSim>> k = KubeletSim::Start(cluster(), node);
       E2E_ASSERT_OK(k.status());
-      const std::string root = (*k)->root();
       g_nodes->kubelets[node] = std::move(*k);
-      std::filesystem::create_directories(root + "/host/proc");
-      std::ofstream(root + "/host/proc/devices")
-          << "Character devices:\n195 nvidia\n508 nvidia-caps\n";
-      std::ofstream(root + "/gpus.yaml") << "gpus:\n- model: " << model << "\n  count: 8\n";
+      g_nodes->models[node] = model;
       ASSERT_NO_FATAL_FAILURE(StartPlugin(node));
     }
     ASSERT_NO_FATAL_FAILURE(StartController());
   }
 
   void StartPlugin(const std::string& node) {
-    const std::string root = g_nodes->kubelets.at(node)->root();
-    ProcessOptions p;
-    p.argv = {TESSERA_PLUGIN_BINARY,
-              StrCat("--node-name=", node),
-              StrCat("--kubelet-root=", root),
-              StrCat("--cdi-root=", root, "/cdi"),
-              StrCat("--data-dir=", root, "/tessera"),
-              StrCat("--kubeconfig=", cluster().kubeconfig()),
-              "--gpu-backend=fake",
-              StrCat("--fake-gpus=", root, "/gpus.yaml"),
-              StrCat("--host-root=", root, "/host"),
-              StrCat("--mps-control-binary=", TESSERA_SOURCE_DIR,
-                     "/kubelet-plugin/fake/nvidia-cuda-mps-control"),
-              "--metrics-address=0",
-              "--health-address=0",
-              "--heartbeat-seconds=2"};
-    p.stdout_path = root + "/plugin.log";
-    absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(std::move(p));
+    absl::StatusOr<std::unique_ptr<ChildProcess>> started = StartTesseraPlugin(
+        cluster(), *g_nodes->kubelets.at(node),
+        {.binary = TESSERA_PLUGIN_BINARY,
+         .source_dir = TESSERA_SOURCE_DIR,
+         .fake_gpus_yaml = StrCat("gpus:\n- model: ", g_nodes->models.at(node), "\n  count: 8\n"),
+         .metrics_address = "0"});
     E2E_ASSERT_OK(started.status());
     g_nodes->plugins[node] = std::move(*started);
-    E2E_ASSERT_OK(
-        g_nodes->plugins[node]->WaitForLine("tessera-kubelet-plugin serving", 30s).status());
   }
 
   void StartController() {
@@ -194,6 +178,22 @@ class ControllerE2ETest : public E2ETest {
     Json j = Json::parse(*text, nullptr, false);
     if (j.is_discarded()) return absl::UnavailableError("fake GPU state is being written");
     return j;
+  }
+
+  // The MIG instances on the node's fake GPUs, as MigName::Key() spells them.
+  absl::StatusOr<std::set<std::string>> InstanceKeys(const std::string& node) {
+    absl::StatusOr<Json> state = FakeGpus(node);
+    if (!state.ok()) return state.status();
+    std::set<std::string> keys;
+    for (std::size_t g = 0; g < (*state)["gpus"].size(); ++g) {
+      for (const Json& i : (*state)["gpus"][g]["instances"]) {
+        std::string token = i["profile"];  // "1g.10gb+me" -> "1g10gb-me", as in device names
+        token.erase(std::remove(token.begin(), token.end(), '.'), token.end());
+        std::replace(token.begin(), token.end(), '+', '-');
+        keys.insert(StrCat(g, "/", token, "@", i["start"].get<int>()));
+      }
+    }
+    return keys;
   }
 
   // The node's slices of our driver: OK when the pool is complete and valid in the scheduler's
@@ -306,12 +306,11 @@ class ControllerE2ETest : public E2ETest {
   // Every fake GPU of both nodes without MIG instances (everything unprepared).
   absl::Status GpusEmpty() {
     for (const std::string node : {"n0", "n1"}) {
-      absl::StatusOr<Json> s = FakeGpus(node);
-      if (!s.ok()) return s.status();
-      for (const Json& g : (*s)["gpus"]) {
-        if (!g.value("instances", Json::array()).empty()) {
-          return absl::UnavailableError(StrCat(node, " still has instances: ", g.dump()));
-        }
+      absl::StatusOr<std::set<std::string>> instances = InstanceKeys(node);
+      if (!instances.ok()) return instances.status();
+      if (!instances->empty()) {
+        return absl::UnavailableError(
+            StrCat(node, " still has instances: ", Json(*instances).dump()));
       }
     }
     return absl::OkStatus();
@@ -402,16 +401,10 @@ TEST_F(ControllerE2ETest, EveryClaimKindIsAllocatedPreparedAndFreed) {
     }
     // A MIG partition exists on the fake GPU at exactly the allocated placement.
     if (std::optional<MigName> mig = ParseMig(device)) {
-      absl::StatusOr<Json> state = FakeGpus(c.node);
-      E2E_ASSERT_OK(state.status());
-      bool found = false;
-      for (const Json& i : (*state)["gpus"][mig->gpu]["instances"]) {
-        std::string token = i["profile"];
-        token.erase(std::remove(token.begin(), token.end(), '.'), token.end());
-        std::replace(token.begin(), token.end(), '+', '-');
-        if (i["start"] == mig->start && token == mig->token) found = true;
-      }
-      EXPECT_TRUE(found) << device << " not on the fake GPU: " << (*state)["gpus"][mig->gpu];
+      absl::StatusOr<std::set<std::string>> instances = InstanceKeys(c.node);
+      E2E_ASSERT_OK(instances.status());
+      EXPECT_TRUE(instances->count(mig->Key()) == 1)
+          << device << " not on the fake GPU: " << Json(*instances).dump();
     }
   }
   // Both MPS claims run on GPU 4 with their own limits, as the plugin reports them.
@@ -520,23 +513,15 @@ TEST_F(ControllerE2ETest, OverlappingPlacementsAreNeverAllocatedTogether) {
       const std::uint8_t mask = static_cast<std::uint8_t>(((1u << size) - 1) << m->start);
       EXPECT_EQ(used[m->gpu] & mask, 0) << pod << " got " << device << " overlapping another";
       used[m->gpu] |= mask;
-      expected.insert(StrCat(m->gpu, "/", m->token, "@", m->start));
+      expected.insert(m->Key());
     }
     E2E_ASSERT_OK(Eventually(
         [&]() -> absl::Status {
-          absl::StatusOr<Json> state = FakeGpus("n1");
-          if (!state.ok()) return state.status();
-          std::set<std::string> actual;
-          for (int g = 0; g < 8; ++g) {
-            for (const Json& i : (*state)["gpus"][g]["instances"]) {
-              std::string token = i["profile"];
-              token.erase(std::remove(token.begin(), token.end(), '.'), token.end());
-              actual.insert(StrCat(g, "/", token, "@", i["start"].get<int>()));
-            }
-          }
-          return actual == expected
+          absl::StatusOr<std::set<std::string>> actual = InstanceKeys("n1");
+          if (!actual.ok()) return actual.status();
+          return *actual == expected
                      ? absl::OkStatus()
-                     : absl::UnavailableError(StrCat("fake GPUs: ", Json(actual).dump(),
+                     : absl::UnavailableError(StrCat("fake GPUs: ", Json(*actual).dump(),
                                                      " allocations: ", Json(expected).dump()));
         },
         60s));
@@ -591,21 +576,13 @@ TEST_F(ControllerE2ETest, RestartsInTheMiddleOfAStreamLeavePoolsConsistent) {
     E2E_ASSERT_OK(r.status());
     std::optional<MigName> m = ParseMig((*r)["device"]);
     ASSERT_TRUE(m.has_value());
-    expected.insert(StrCat(m->gpu, "/", m->token, "@", m->start));
+    expected.insert(m->Key());
   }
   E2E_ASSERT_OK(Eventually([&] { return CompletePool("n1").status(); }, 60s));
   E2E_ASSERT_OK(Eventually([&] { return CompletePool("n0").status(); }, 60s));
-  absl::StatusOr<Json> state = FakeGpus("n1");
-  E2E_ASSERT_OK(state.status());
-  std::set<std::string> actual;
-  for (int g = 0; g < 8; ++g) {
-    for (const Json& i : (*state)["gpus"][g]["instances"]) {
-      std::string token = i["profile"];
-      token.erase(std::remove(token.begin(), token.end(), '.'), token.end());
-      actual.insert(StrCat(g, "/", token, "@", i["start"].get<int>()));
-    }
-  }
-  EXPECT_EQ(actual, expected) << "every running claim prepared, nothing else";
+  absl::StatusOr<std::set<std::string>> actual = InstanceKeys("n1");
+  E2E_ASSERT_OK(actual.status());
+  EXPECT_EQ(*actual, expected) << "every running claim prepared, nothing else";
   DeletePods(pods);
   E2E_ASSERT_OK(Eventually([&] { return GpusEmpty(); }, 90s));
 }

@@ -5,7 +5,6 @@
 // goes.
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -40,31 +39,15 @@ class PluginE2ETest : public E2ETest {
     AddLogOnFailure("kubelet-sim n0", kubelet_->log_path());
 
     root_ = kubelet_->root();
-    std::filesystem::create_directories(root_ + "/host/proc");
-    std::ofstream(root_ + "/host/proc/devices")
-        << "Character devices:\n195 nvidia\n508 nvidia-caps\n";
-    std::ofstream(root_ + "/gpus.yaml") << "gpus:\n- model: h100-80gb\n  count: 2\n";
-    ProcessOptions p;
-    p.argv = {TESSERA_PLUGIN_BINARY,
-              "--node-name=n0",
-              StrCat("--kubelet-root=", root_),
-              StrCat("--cdi-root=", root_, "/cdi"),
-              StrCat("--data-dir=", root_, "/tessera"),
-              StrCat("--kubeconfig=", cluster().kubeconfig()),
-              "--gpu-backend=fake",
-              StrCat("--fake-gpus=", root_, "/gpus.yaml"),
-              StrCat("--host-root=", root_, "/host"),
-              StrCat("--mps-control-binary=", TESSERA_SOURCE_DIR,
-                     "/kubelet-plugin/fake/nvidia-cuda-mps-control"),
-              "--metrics-address=127.0.0.1:0",
-              "--health-address=0",
-              "--heartbeat-seconds=2"};
-    p.stdout_path = root_ + "/plugin.log";
-    absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(std::move(p));
+    absl::StatusOr<std::unique_ptr<ChildProcess>> started =
+        StartTesseraPlugin(cluster(), *kubelet_,
+                           {.binary = TESSERA_PLUGIN_BINARY,
+                            .source_dir = TESSERA_SOURCE_DIR,
+                            .fake_gpus_yaml = "gpus:\n- model: h100-80gb\n  count: 2\n",
+                            .metrics_address = "127.0.0.1:0"});
+    AddLogOnFailure("tessera-kubelet-plugin", root_ + "/plugin.log");
     E2E_ASSERT_OK(started.status());
     plugin_ = std::move(*started);
-    AddLogOnFailure("tessera-kubelet-plugin", root_ + "/plugin.log");
-    E2E_ASSERT_OK(plugin_->WaitForLine("tessera-kubelet-plugin serving", 30s).status());
   }
   void TearDown() override {
     if (plugin_) plugin_->Stop();

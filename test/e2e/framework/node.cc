@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <sstream>
 
@@ -102,6 +103,44 @@ std::vector<Json> TestPlugin::Calls() const {
     if (!parsed.is_discarded()) out.push_back(std::move(parsed));
   }
   return out;
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> StartTesseraPlugin(
+    const Cluster& cluster, const KubeletSim& kubelet, const TesseraPluginOptions& options) {
+  const std::string root = kubelet.root();
+  if (mkdir((root + "/host").c_str(), 0755) != 0 && errno != EEXIST)
+    return absl::InternalError("mkdir " + root + "/host");
+  if (mkdir((root + "/host/proc").c_str(), 0755) != 0 && errno != EEXIST)
+    return absl::InternalError("mkdir " + root + "/host/proc");
+  if (absl::Status s = WriteFileAtomic(root + "/host/proc/devices",
+                                       "Character devices:\n195 nvidia\n508 nvidia-caps\n");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = WriteFileAtomic(root + "/gpus.yaml", options.fake_gpus_yaml); !s.ok())
+    return s;
+  ProcessOptions p;
+  p.argv = {options.binary,
+            StrCat("--node-name=", kubelet.node()),
+            StrCat("--kubelet-root=", root),
+            StrCat("--cdi-root=", root, "/cdi"),
+            StrCat("--data-dir=", root, "/tessera"),
+            StrCat("--kubeconfig=", cluster.kubeconfig()),
+            "--gpu-backend=fake",
+            StrCat("--fake-gpus=", root, "/gpus.yaml"),
+            StrCat("--host-root=", root, "/host"),
+            StrCat("--mps-control-binary=", options.source_dir,
+                   "/kubelet-plugin/fake/nvidia-cuda-mps-control"),
+            StrCat("--metrics-address=", options.metrics_address),
+            "--health-address=0",
+            "--heartbeat-seconds=2"};
+  p.stdout_path = root + "/plugin.log";
+  absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(std::move(p));
+  if (!started.ok()) return started.status();
+  absl::StatusOr<std::string> serving =
+      (*started)->WaitForLine("tessera-kubelet-plugin serving", 30s);
+  if (!serving.ok()) return serving.status();
+  return started;
 }
 
 }  // namespace tessera::e2e

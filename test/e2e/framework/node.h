@@ -72,6 +72,19 @@ class TestPlugin {
   std::unique_ptr<ChildProcess> process_;
 };
 
+// tessera-kubelet-plugin with the fake GPU backend on `kubelet`'s node: writes the host's
+// /proc/devices (nvidia and nvidia-caps majors) and the fake GPU description below the kubelet
+// root, starts the plugin with its data, CDI and host roots there (heartbeat every 2 s, health
+// endpoint off; the log is <root>/plugin.log) and waits until it serves.
+struct TesseraPluginOptions {
+  std::string binary{};          // tessera-kubelet-plugin
+  std::string source_dir{};      // the repository (for the fake nvidia-cuda-mps-control)
+  std::string fake_gpus_yaml{};  // e.g. "gpus:\n- model: h100-80gb\n  count: 2\n"
+  std::string metrics_address = "0";
+};
+absl::StatusOr<std::unique_ptr<ChildProcess>> StartTesseraPlugin(
+    const Cluster& cluster, const KubeletSim& kubelet, const TesseraPluginOptions& options);
+
 }  // namespace tessera::e2e
 
 #endif  // TESSERA_TEST_E2E_FRAMEWORK_NODE_H_

@@ -452,7 +452,7 @@ TEST(DroppedFieldsTest, NamesEveryFieldTheServerDropped) {
   sent.devices[1].allow_multiple_allocations = true;
   sent.shared_counters = CounterSlice({"gpu-0-counters"}).shared_counters;
 
-  EXPECT_THAT(DroppedFields(sent, sent), IsEmpty());
+  EXPECT_THAT(DroppedFields(api::Json(sent), api::Json(sent)), IsEmpty());
 
   api::ResourceSliceSpec stripped = sent;
   stripped.shared_counters.clear();
@@ -460,16 +460,17 @@ TEST(DroppedFieldsTest, NamesEveryFieldTheServerDropped) {
     d.consumes_counters.clear();
     d.allow_multiple_allocations.reset();
   }
-  EXPECT_THAT(DroppedFields(sent, stripped),
+  EXPECT_THAT(DroppedFields(api::Json(sent), api::Json(stripped)),
               ElementsAre("sharedCounters", "consumesCounters", "allowMultipleAllocations"));
 
   api::ResourceSliceSpec only_multiple_dropped = sent;
   only_multiple_dropped.devices[1].allow_multiple_allocations.reset();
-  EXPECT_THAT(DroppedFields(sent, only_multiple_dropped), ElementsAre("allowMultipleAllocations"));
+  EXPECT_THAT(DroppedFields(api::Json(sent), api::Json(only_multiple_dropped)),
+              ElementsAre("allowMultipleAllocations"));
 
   // Nothing sent, nothing dropped.
   const api::ResourceSliceSpec plain = DeviceSlice({"gpu-0"});
-  EXPECT_THAT(DroppedFields(plain, plain), IsEmpty());
+  EXPECT_THAT(DroppedFields(api::Json(plain), api::Json(plain)), IsEmpty());
 }
 
 // ---- Steering with the real device model ---------------------------------------------------

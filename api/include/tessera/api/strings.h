@@ -6,6 +6,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -48,6 +49,16 @@ std::string StrJoin(const Range& range, std::string_view separator) {
     strings_internal::Append(out, item);
     first = false;
   }
+  return out;
+}
+
+// FNV-1a, 64 bit, as 16 lowercase hex digits: a stable fingerprint of a text (checksums, names
+// that must stay the same across runs); not a defence against anyone choosing the input.
+inline std::string Fnv1a64Hex(std::string_view text) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[i] = "0123456789abcdef"[h & 0xf];
   return out;
 }
 

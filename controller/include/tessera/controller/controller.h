@@ -60,14 +60,6 @@ struct ControllerOptions {
   std::string events_namespace = "default";
 };
 
-struct NodeStatus {
-  bool published = false;
-  std::string withdrawn_reason;  // why the node has no slices, when it has none
-  std::int64_t generation = 0;
-  int slices = 0;
-  int devices = 0;
-};
-
 class Controller {
  public:
   Controller(kube::Client& client, ControllerOptions options, ControllerMetrics& metrics);
@@ -81,9 +73,6 @@ class Controller {
   void Stop();
 
   const partitioner::ApiFeatures& features() const { return features_; }
-  NodeStatus Status(const std::string& node) const;
-  // True when every known node has been synced once and the queue is empty.
-  bool Idle() const;
 
  private:
   struct NodeContext;
@@ -105,7 +94,7 @@ class Controller {
   absl::Status SyncNode(const std::string& node);
   absl::Status SyncPolicies();
   absl::Status Withdraw(const std::string& node, NodeContext& ctx, const std::string& reason);
-  absl::Status Execute(const std::string& node, const PoolTarget& target, PoolPlan& plan);
+  absl::Status Execute(const std::string& node, const PoolPlan& plan);
   std::vector<StoredSlice> StoredSlices(const std::string& node);
   void Remember(const std::string& node, const std::string& name, const api::Json* object);
   bool IsOurWrite(const api::Json& slice, bool deleted);
@@ -133,7 +122,6 @@ class Controller {
       ABSL_GUARDED_BY(mu_);
   std::set<std::string> conflicted_nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, api::GpuPartitionPolicy> last_valid_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> synced_once_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> stop_{false};
   std::vector<std::thread> workers_;

@@ -80,10 +80,9 @@ std::string SliceName(const PoolTarget& target, std::int64_t generation, std::si
 PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSpec> desired,
                   std::span<const StoredSlice> stored);
 
-// Fields of `sent` that the server dropped in `stored` ("sharedCounters", "consumesCounters",
-// "allowMultipleAllocations"): a feature gate is off in the API server.
-std::vector<std::string> DroppedFields(const api::ResourceSliceSpec& sent,
-                                       const api::ResourceSliceSpec& stored);
+// Fields of the `sent` spec that the server dropped from the `stored` one ("sharedCounters",
+// "consumesCounters", "allowMultipleAllocations"): a feature gate is off in the API server.
+std::vector<std::string> DroppedFields(const api::Json& sent, const api::Json& stored);
 
 }  // namespace tessera::controller
 

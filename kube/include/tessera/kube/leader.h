@@ -58,6 +58,8 @@ class LeaderElector {
 
 // "2026-11-21T10:00:00.000000Z": a metav1.MicroTime for now.
 std::string MicroTimeNow();
+// "2026-11-21T10:00:00Z": a metav1.Time (RFC 3339, whole seconds) for now.
+std::string TimeNow();
 
 }  // namespace tessera::kube
 

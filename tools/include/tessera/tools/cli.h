@@ -5,10 +5,16 @@
 #define TESSERA_TOOLS_CLI_H_
 
 #include <iosfwd>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace tessera::tools {
 
@@ -21,6 +27,22 @@ std::string Version();
 absl::Status ConfigureLogging(const std::string& format, int verbosity, const std::string& name);
 // Validates every document of every file. Returns 0 when all are valid, 1 otherwise.
 int ValidateFiles(const std::vector<std::string>& paths, std::ostream& out, std::ostream& err);
+
+// The flags every tessera binary shares; the values set before AddCommonFlags are the defaults.
+struct CommonFlags {
+  bool version = false;
+  std::vector<std::string> validate{};
+  std::string metrics_address{};  // "[host]:port", "0": off
+  std::string health_address{};
+  std::string log_format = "text";
+  int verbosity = 0;
+};
+// --version, --validate FILE..., --metrics-address, --health-address, --log-format, -v (the last
+// four also TESSERA_METRICS_ADDRESS, TESSERA_HEALTH_ADDRESS, TESSERA_LOG_FORMAT,
+// TESSERA_LOG_VERBOSITY).
+void AddCommonFlags(CLI::App& app, CommonFlags& flags);
+// What --version or --validate asks for, done: the exit code, or nullopt when neither was given.
+std::optional<int> RunInfoFlags(const CommonFlags& flags, std::string_view binary);
 
 }  // namespace tessera::tools
 

@@ -33,6 +33,8 @@ class HttpEndpoints {
   void Handle(std::string path, Handler handler);
   // Serves every handler on `address` from a thread of its own. Errors name the address.
   absl::Status Listen(const std::string& address);
+  // Listen on each address once (a binary's --metrics-address and --health-address may be equal).
+  absl::Status Listen(const std::vector<std::string>& addresses);
   // The ports bound so far, in Listen order (for port 0).
   const std::vector<int>& ports() const { return ports_; }
 
