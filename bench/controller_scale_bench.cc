@@ -7,7 +7,10 @@
 //   build/default/bench/controller-scale-bench --nodes 500 --workers 4
 #include <signal.h>
 
+#include <sys/resource.h>
+
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -116,6 +119,29 @@ std::pair<double, double> CpuAndPeakRss(pid_t pid) {
   return {cpu, rss_mib};
 }
 
+// CPU seconds used so far by the control plane's processes (their command lines name the
+// cluster's directory): API server, etcd, scheduler, controller-manager.
+double ControlPlaneCpu(const std::string& dir) {
+  double total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream cmd(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(cmd)), {});
+    if (cmdline.find(dir) == std::string::npos || cmdline.find("testenv") == std::string::npos)
+      continue;
+    total += CpuAndPeakRss(std::stoi(pid)).first;
+  }
+  return total;
+}
+
+double OwnCpu() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,6 +153,9 @@ int main(int argc, char** argv) {
   app.add_option("--workers", workers, "controller workers = bare-client threads")
       ->capture_default_str();
   app.add_option("--controller", controller, "tessera-controller binary")->capture_default_str();
+  bool bare_watch = false;
+  app.add_flag("--bare-watch", bare_watch,
+               "watch the slices (JSON) during the bare-client run, as the controller does");
   CLI11_PARSE(app, argc, argv);
 
   std::unique_ptr<tessera::e2e::Cluster> cluster = tessera::e2e::Cluster::Start({"seed"});
@@ -176,6 +205,7 @@ int main(int argc, char** argv) {
             "--metrics-address=127.0.0.1:0",
             "--health-address=0"};
   p.stdout_path = log;
+  const double plane_cpu_0 = ControlPlaneCpu(cluster->dir());
   const auto began = Clock::now();
   auto proc = tessera::e2e::ChildProcess::Start(std::move(p));
   if (!proc.ok()) return 1;
@@ -188,8 +218,11 @@ int main(int argc, char** argv) {
   }
   const int port = std::stoi(m[1]);
   std::map<std::string, double> metrics;
+  double first_write_s = -1;
   while (true) {
     metrics = Scrape(port);
+    if (first_write_s < 0 && metrics["tessera_controller_slice_writes_total:apply"] > 0)
+      first_write_s = Seconds(Clock::now() - began);
     if (metrics["tessera_controller_generation_bumps_total"] >= nodes &&
         metrics["tessera_controller_queue_depth"] == 0)
       break;
@@ -197,10 +230,11 @@ int main(int argc, char** argv) {
       std::cerr << "timed out\n";
       return 1;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const double controller_wall = Seconds(Clock::now() - began);
   const auto [cpu, rss] = CpuAndPeakRss((*proc)->pid());
+  const double plane_cpu_controller = ControlPlaneCpu(cluster->dir()) - plane_cpu_0;
   (*proc)->Stop();
 
   // (b) the same slices, written by a bare client at the same concurrency.
@@ -208,9 +242,15 @@ int main(int argc, char** argv) {
   if (!slices.ok()) return 1;
   std::vector<Json> objects;
   for (Json& o : slices->items) {
+    // The same objects: name, labels, owner (the Node) and spec; what the server adds is not
+    // sent.
+    Json meta = {{"name", o["metadata"]["name"]}};
+    for (const char* key : {"labels", "ownerReferences"}) {
+      if (o["metadata"].contains(key)) meta[key] = o["metadata"][key];
+    }
     Json clean = {{"apiVersion", "resource.k8s.io/v1"},
                   {"kind", "ResourceSlice"},
-                  {"metadata", {{"name", o["metadata"]["name"]}}},
+                  {"metadata", std::move(meta)},
                   {"spec", o["spec"]}};
     objects.push_back(std::move(clean));
   }
@@ -222,10 +262,26 @@ int main(int argc, char** argv) {
       !st.ok()) {
     std::cerr << "cleanup: " << st << "\n";
   }
+  std::atomic<bool> stop_watch{false};
+  std::thread watcher;
+  if (bare_watch) {
+    watcher = std::thread([&] {
+      kube::Client w(*config);
+      (void)w.Watch(
+          res::kResourceSlices, "", {.resource_version = slices->resource_version},
+          [](kube::WatchEvent&&) { return true; }, &stop_watch);
+    });
+  }
+  const double plane_cpu_1 = ControlPlaneCpu(cluster->dir());
+  const double own_cpu_0 = OwnCpu();
   const auto bare_began = Clock::now();
   s = Parallel(static_cast<int>(objects.size()), workers,
                [&](int i) { return client.Create(res::kResourceSlices, "", objects[i]).status(); });
   const double bare_wall = Seconds(Clock::now() - bare_began);
+  const double bare_cpu = OwnCpu() - own_cpu_0;
+  const double plane_cpu_bare = ControlPlaneCpu(cluster->dir()) - plane_cpu_1;
+  stop_watch = true;
+  if (watcher.joinable()) watcher.join();
   if (!s.ok()) std::cerr << "bare client: " << s << "\n";
 
   const Json out = {
@@ -234,11 +290,16 @@ int main(int argc, char** argv) {
       {"workers", workers},
       {"slices", objects.size()},
       {"controller_wall_s", controller_wall},
+      {"controller_first_write_s", first_write_s},
       {"controller_slice_applies", metrics["tessera_controller_slice_writes_total:apply"]},
       {"controller_slice_deletes", metrics["tessera_controller_slice_writes_total:delete"]},
+      {"controller_reconciles", metrics["tessera_controller_reconciles_total:ok"]},
       {"controller_cpu_s", cpu},
       {"controller_peak_rss_mib", rss},
       {"bare_client_wall_s", bare_wall},
+      {"bare_client_cpu_s", bare_cpu},
+      {"control_plane_cpu_s_controller_run", plane_cpu_controller},
+      {"control_plane_cpu_s_bare_run", plane_cpu_bare},
       {"ratio", controller_wall / bare_wall}};
   std::cout << out.dump() << std::endl;
   return 0;

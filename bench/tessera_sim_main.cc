@@ -1,7 +1,8 @@
 // tessera-sim: judges placement policies by replaying request traces against a simulated cluster.
 //
 //   tessera-sim --cluster a100-40gb:64[,h100-80gb:32...] --gpus-per-node 8 --trace FILE
-//               --policy POLICY [--node-choice spread|random] [--seed N] --json
+//               --policy POLICY [--node-choice spread|random] [--seed N] [--learn-demand false]
+//               --json
 //   tessera-sim gen-trace --mix inference|mixed|training|'mig:1g=0.5,mps:10:25=0.5'
 //               --cluster SPEC [--gpus-per-node 8] --load 0.85 [--count N] [--mean-duration S]
 //               [--durations exp|lognormal] [--burst-every S --burst-size N] [--seed N]
@@ -122,6 +123,11 @@ int main(int argc, char** argv) {
   app.add_option("--policy", policy_text, StrCat("one of ", PolicyNames()))->capture_default_str();
   app.add_option("--node-choice", node_choice_text, "spread or random")->capture_default_str();
   app.add_option("--seed", seed, "random seed")->capture_default_str();
+  bool learn_demand = true;
+  app.add_option("--learn-demand", learn_demand,
+                 "re-learn the demand mix every 100 arrivals (false: uniform throughout, as "
+                 "tessera-controller publishes)")
+      ->capture_default_str();
   app.add_flag("--json", json, "print one JSON object");
 
   auto* gen = app.add_subcommand("gen-trace", "write a synthetic trace to stdout");
@@ -194,7 +200,9 @@ int main(int argc, char** argv) {
   if (!trace.ok())
     return Fail(absl::InvalidArgumentError(StrCat(trace_path, ": ", trace.status().message())));
 
-  SimResult r = Simulate(*cluster, *trace, {*policy, *node_choice, seed});
+  SimResult r = Simulate(
+      *cluster, *trace,
+      {.policy = *policy, .node_choice = *node_choice, .seed = seed, .learn_demand = learn_demand});
   if (json) {
     std::cout << r.ToJson() << "\n";
   } else {

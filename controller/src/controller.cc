@@ -4,6 +4,7 @@
 #include <charconv>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "spdlog/spdlog.h"
 #include "tessera/api/strings.h"
 #include "tessera/kube/discovery.h"
@@ -85,13 +86,32 @@ absl::Status Controller::Start(std::chrono::milliseconds sync_timeout) {
   }
   placer_ = std::make_unique<partitioner::Placer>(options_.placement);
 
-  nodes_ = std::make_unique<kube::Informer>(client_, kube::InformerOptions{.type = res::kNodes});
+  // What the caches keep: a Node's identity and labels only (its status — images, conditions —
+  // is most of it and changes every few seconds), and no managedFields anywhere (as large as the
+  // spec for objects written by server-side apply, such as the plugin's GpuInventory).
+  auto without_managed_fields = [](api::Json o) {
+    if (auto m = o.find("metadata"); m != o.end() && m->is_object()) m->erase("managedFields");
+    return o;
+  };
+  nodes_ = std::make_unique<kube::Informer>(
+      client_,
+      kube::InformerOptions{.type = res::kNodes, .transform = [](api::Json n) {
+                              api::Json meta = api::Json::object();
+                              const api::Json& m = n["metadata"];
+                              for (const char* key : {"name", "uid", "resourceVersion", "labels"}) {
+                                if (m.contains(key)) meta[key] = m[key];
+                              }
+                              return api::Json{{"metadata", std::move(meta)}};
+                            }});
   inventories_ = std::make_unique<kube::Informer>(
-      client_, kube::InformerOptions{.type = res::kGpuInventories});
+      client_,
+      kube::InformerOptions{.type = res::kGpuInventories, .transform = without_managed_fields});
   policies_ = std::make_unique<kube::Informer>(
-      client_, kube::InformerOptions{.type = res::kGpuPartitionPolicies});
-  claims_ = std::make_unique<kube::Informer>(client_,
-                                             kube::InformerOptions{.type = res::kResourceClaims});
+      client_, kube::InformerOptions{.type = res::kGpuPartitionPolicies,
+                                     .transform = without_managed_fields});
+  claims_ = std::make_unique<kube::Informer>(
+      client_,
+      kube::InformerOptions{.type = res::kResourceClaims, .transform = without_managed_fields});
   slices_ = std::make_unique<kube::Informer>(
       client_, kube::InformerOptions{.type = res::kResourceSlices,
                                      .field_selector = StrCat("spec.driver=", options_.driver),
@@ -271,10 +291,34 @@ void Controller::RegisterHandlers() {
   });
 }
 
+void Controller::BeginWrite(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++in_flight_[name];
+}
+
+void Controller::EndWrite(const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = in_flight_.find(name);
+    if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
+  }
+  written_cv_.notify_all();
+}
+
+void Controller::AwaitWrite(std::unique_lock<std::mutex>& lock, const std::string& name) {
+  // The API server sends the watch event and the write's answer at the same moment; the answer
+  // is being read on another connection. Bounded: a stuck write must not stall the informer.
+  written_cv_.wait_for(lock, std::chrono::seconds(5), [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return in_flight_.count(name) == 0;
+  });
+}
+
 std::optional<api::Json> Controller::WrittenCompact(const api::Json& slice) {
   const api::Json& meta = slice["metadata"];
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = written_.find(meta.value("name", std::string()));
+  const std::string name = meta.value("name", std::string());
+  std::unique_lock<std::mutex> lock(mu_);
+  AwaitWrite(lock, name);
+  auto it = written_.find(name);
   if (it == written_.end() || !it->second.object ||
       it->second.resource_version != meta.value("resourceVersion", std::string()))
     return std::nullopt;
@@ -283,7 +327,8 @@ std::optional<api::Json> Controller::WrittenCompact(const api::Json& slice) {
 
 bool Controller::IsOurWrite(const api::Json& slice, bool deleted) {
   const std::string name = slice["metadata"].value("name", std::string());
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  AwaitWrite(lock, name);
   auto it = written_.find(name);
   if (it == written_.end()) return false;
   if (deleted) return it->second.resource_version.empty();
@@ -396,6 +441,8 @@ absl::Status Controller::Withdraw(const std::string& node, NodeContext& ctx,
   std::vector<StoredSlice> stored = StoredSlices(node);
   int deleted = 0;
   for (const StoredSlice& s : stored) {
+    BeginWrite(s.name);
+    absl::Cleanup done = [&] { EndWrite(s.name); };
     absl::Status st = client_.Delete(res::kResourceSlices, "", s.name,
                                      {.uid = s.uid, .resource_version = s.resource_version});
     if (!st.ok() && !kube::IsNotFoundError(st)) return st;
@@ -521,8 +568,11 @@ absl::Status Controller::Execute(const std::string& node, const PoolPlan& plan) 
   if (plan.applies.empty() && plan.deletes.empty()) return absl::OkStatus();
   const auto first = Clock::now();
   int applied = 0;
-  for (const api::Json& object : plan.applies) {
+  for (std::size_t i = 0; i < plan.applies.size(); ++i) {
+    const api::Json& object = plan.applies[i];
     const std::string name = object["metadata"]["name"];
+    BeginWrite(name);
+    absl::Cleanup done = [&] { EndWrite(name); };
     // Create and update (PUT with the stored resourceVersion) rather than server-side apply:
     // the same ownership (fieldManager), optimistic concurrency, and a fraction of the API
     // server's work for slices of 64 devices (measured: docs/controller.md). A create that finds
@@ -542,7 +592,7 @@ absl::Status Controller::Execute(const std::string& node, const PoolPlan& plan) 
                           StrCat("write ResourceSlice ", name, ": ", stored.status().message()));
     }
     ++applied;
-    const api::Json compact = CompactWritten(object, *stored);
+    const api::Json compact = CompactWritten(object, *stored, plan.digests[i]);
     Remember(node, name, &compact);
     const std::vector<std::string> dropped = DroppedFields(object["spec"], (*stored)["spec"]);
     if (!dropped.empty()) {
@@ -557,6 +607,8 @@ absl::Status Controller::Execute(const std::string& node, const PoolPlan& plan) 
   metrics_.SliceWrites("apply", applied);
   int deleted = 0;
   for (const StoredSlice& s : plan.deletes) {
+    BeginWrite(s.name);
+    absl::Cleanup done = [&] { EndWrite(s.name); };
     absl::Status st = client_.Delete(res::kResourceSlices, "", s.name,
                                      {.uid = s.uid, .resource_version = s.resource_version});
     if (!st.ok() && !kube::IsNotFoundError(st)) {

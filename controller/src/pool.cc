@@ -63,8 +63,8 @@ std::set<std::string> CounterSetNames(const api::ResourceSliceSpec& s) {
   return names;
 }
 
-api::Json SliceObject(const PoolTarget& target, const std::string& name,
-                      const api::ResourceSliceSpec& spec, const std::string& resource_version) {
+api::Json SliceObject(const PoolTarget& target, const std::string& name, api::Json spec,
+                      const std::string& resource_version) {
   api::Json meta = {{"name", name}};
   if (!target.node_uid.empty()) {
     meta["ownerReferences"] = api::Json::array({{{"apiVersion", "v1"},
@@ -77,7 +77,7 @@ api::Json SliceObject(const PoolTarget& target, const std::string& name,
   return {{"apiVersion", "resource.k8s.io/v1"},
           {"kind", "ResourceSlice"},
           {"metadata", std::move(meta)},
-          {"spec", spec}};
+          {"spec", std::move(spec)}};
 }
 
 }  // namespace
@@ -122,14 +122,24 @@ StoredSlice ToStoredSlice(const api::Json& object) {
   return s;
 }
 
-api::Json CompactWritten(const api::Json& sent, const api::Json& stored) {
-  const api::Json& spec = sent["spec"];
-  const api::Json meta = stored.value("metadata", api::Json::object());
-  std::vector<std::string> devices, sets;
-  for (const api::Json& d : spec.value("devices", api::Json::array())) devices.push_back(d["name"]);
-  for (const api::Json& c : spec.value("sharedCounters", api::Json::array()))
-    sets.push_back(c["name"]);
-  const api::Json pool = spec.value("pool", api::Json::object());
+api::Json CompactWritten(const api::Json& sent, const api::Json& stored,
+                         const std::string& digest) {
+  static const api::Json kNone = api::Json::object();
+  auto field = [](const api::Json& j, const char* key) -> const api::Json& {
+    auto it = j.find(key);
+    return it == j.end() ? kNone : *it;
+  };
+  const api::Json& spec = field(sent, "spec");
+  const api::Json& meta = field(stored, "metadata");
+  auto names = [&](const char* key) {
+    std::vector<std::string> out;
+    const api::Json& list = field(spec, key);
+    if (!list.is_array()) return out;
+    out.reserve(list.size());
+    for (const api::Json& d : list) out.push_back(d.value("name", std::string()));
+    return out;
+  };
+  const api::Json& pool = field(spec, "pool");
   return {{"metadata",
            {{"name", meta.value("name", std::string())},
             {"uid", meta.value("uid", std::string())},
@@ -140,9 +150,9 @@ api::Json CompactWritten(const api::Json& sent, const api::Json& stored) {
             {"pool", pool}}},
           {kCompact,
            {{"decoded", true},
-            {"digest", DigestOfText(spec.dump())},
-            {"devices", devices},
-            {"counterSets", sets},
+            {"digest", digest},
+            {"devices", names("devices")},
+            {"counterSets", names("sharedCounters")},
             {"pool", pool.value("name", std::string())},
             {"generation", pool.value("generation", std::int64_t{0})},
             {"resourceSliceCount", pool.value("resourceSliceCount", std::int64_t{0})}}}};
@@ -217,14 +227,18 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
     spec.pool.generation = plan.generation;
     spec.pool.resource_slice_count = n;
     std::string rv;
+    api::Json json = spec;
+    std::string digest = DigestOfText(json.dump());  // = SpecDigest(spec), one conversion
     if (keep) {
       const StoredSlice* s = members.at(static_cast<std::size_t>(i));
       kept.insert(s);
-      if (s->digest == SpecDigest(spec)) continue;
+      if (s->digest == digest) continue;
       rv = s->resource_version;
       ++plan.updated_in_place;
     }
-    plan.applies.push_back(SliceObject(target, SliceName(target, plan.generation, i), spec, rv));
+    plan.applies.push_back(
+        SliceObject(target, SliceName(target, plan.generation, i), std::move(json), rv));
+    plan.digests.push_back(std::move(digest));
   }
   for (const StoredSlice& s : stored) {
     if (kept.count(&s) == 0) plan.deletes.push_back(s);

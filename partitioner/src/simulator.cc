@@ -215,7 +215,7 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
   };
   for (std::size_t i = 0; i < trace.size(); ++i) {
     const TraceEntry& e = trace[i];
-    if (i > 0 && i % kDemandRefresh == 0) {
+    if (options.learn_demand && i > 0 && i % kDemandRefresh == 0) {
       const std::size_t from = i > kDemandWindow ? i - kDemandWindow : 0;
       placer = Placer(options.policy, DemandOf(std::span(trace).subspan(from, i - from)), limits);
     }

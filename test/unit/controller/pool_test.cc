@@ -590,10 +590,15 @@ TEST(CompactWrittenTest, AgreesWithTheDecodedServerCopy) {
   const std::vector<api::ResourceSliceSpec> desired = {spec};
   PoolPlan plan = PlanPool(target, desired, {});
   ASSERT_EQ(plan.applies.size(), 1u);
+  ASSERT_EQ(plan.digests.size(), 1u);
+  api::ResourceSliceSpec written = spec;  // a fresh pool: generation 1, one slice
+  written.pool.generation = 1;
+  written.pool.resource_slice_count = 1;
+  EXPECT_EQ(plan.digests[0], SpecDigest(written));
   api::Json server = plan.applies[0];
   server["metadata"]["uid"] = "uid-1";
   server["metadata"]["resourceVersion"] = "42";
-  const StoredSlice a = ToStoredSlice(CompactWritten(plan.applies[0], server));
+  const StoredSlice a = ToStoredSlice(CompactWritten(plan.applies[0], server, plan.digests[0]));
   const StoredSlice b = ToStoredSlice(server);
   EXPECT_EQ(a.digest, b.digest);
   EXPECT_EQ(a.devices, b.devices);

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -97,6 +98,13 @@ class Controller {
   absl::Status Execute(const std::string& node, const PoolPlan& plan);
   std::vector<StoredSlice> StoredSlices(const std::string& node);
   void Remember(const std::string& node, const std::string& name, const api::Json* object);
+  // A write of slice `name` is on its way: its watch event may come back before the answer does.
+  void BeginWrite(const std::string& name);
+  void EndWrite(const std::string& name);
+  // Waits (bounded) until no write of `name` is on its way, so that its watch event is matched
+  // against what was recorded for it rather than taken for someone else's change.
+  void AwaitWrite(std::unique_lock<std::mutex>& lock, const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsOurWrite(const api::Json& slice, bool deleted);
   // The compact form recorded for this exact version of a slice we wrote, if any.
   std::optional<api::Json> WrittenCompact(const api::Json& slice);
@@ -117,6 +125,8 @@ class Controller {
   std::map<std::string, std::unique_ptr<NodeContext>> contexts_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Heartbeat> heartbeats_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Written> written_ ABSL_GUARDED_BY(mu_);  // by slice name
+  std::map<std::string, int> in_flight_ ABSL_GUARDED_BY(mu_);    // writes on their way, by name
+  std::condition_variable written_cv_;
   // From the last policy sync: the policy spec in force per node.
   std::map<std::string, std::shared_ptr<const api::GpuPartitionPolicySpec>> node_policy_
       ABSL_GUARDED_BY(mu_);

@@ -55,14 +55,16 @@ StoredSlice ToStoredSlice(const api::Json& object);
 // digest and names above: the form the controller's informer caches.
 api::Json CompactSlice(api::Json object);
 
-// The compact form of a slice this controller just wrote: the spec from what was sent (its digest
-// is SpecDigest of the desired spec), the metadata from the server's answer. No decoding.
-api::Json CompactWritten(const api::Json& sent, const api::Json& stored);
+// The compact form of a slice this controller just wrote: the spec from what was sent, `digest`
+// its SpecDigest (PoolPlan::digests), the metadata from the server's answer. No decoding, no copy
+// of the devices.
+api::Json CompactWritten(const api::Json& sent, const api::Json& stored, const std::string& digest);
 
 struct PoolPlan {
   std::int64_t generation = 0;
   bool new_generation = false;
-  std::vector<api::Json> applies;  // complete objects, in slice order
+  std::vector<api::Json> applies;    // complete objects, in slice order
+  std::vector<std::string> digests;  // SpecDigest of each apply's spec
   std::vector<StoredSlice> deletes;
   // Slices re-applied under the kept generation (devices re-ordered, attributes changed).
   int updated_in_place = 0;

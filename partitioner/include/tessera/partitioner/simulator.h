@@ -56,6 +56,9 @@ struct SimOptions {
   Policy policy = Policy::kTessera;
   NodeChoice node_choice = NodeChoice::kSpread;
   std::uint64_t seed = 1;
+  // Fragmentation-aware policies re-learn the demand mix from the requests seen so far; false
+  // keeps the uniform mix throughout, as tessera-controller publishes today.
+  bool learn_demand = true;
 };
 
 struct SimResult {
