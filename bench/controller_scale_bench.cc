@@ -6,22 +6,20 @@
 //   TESSERA_TESTENV=build/default/testenv/testenv
 //   build/default/bench/controller-scale-bench --nodes 500 --workers 4
 #include <signal.h>
-
 #include <sys/resource.h>
 
 #include <atomic>
-#include <filesystem>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <regex>
 #include <sstream>
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "controller_bench.h"
 #include "framework/cluster.h"
 #include "framework/process.h"
-#include "httplib.h"
 #include "tessera/api/crd.h"
 #include "tessera/api/strings.h"
 #include "tessera/kube/client.h"
@@ -84,41 +82,6 @@ Json Inventory(const std::string& node) {
           {"spec", spec}};
 }
 
-// "name value" lines of a Prometheus exposition, summed per metric name.
-std::map<std::string, double> Scrape(int port) {
-  httplib::Client http("127.0.0.1", port);
-  std::map<std::string, double> out;
-  httplib::Result r = http.Get("/metrics");
-  if (!r || r->status != 200) return out;
-  std::istringstream in(r->body);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const std::size_t space = line.rfind(' ');
-    std::string name = line.substr(0, line.find_first_of("{ "));
-    if (line.find("operation=\"apply\"") != std::string::npos) name += ":apply";
-    if (line.find("operation=\"delete\"") != std::string::npos) name += ":delete";
-    if (line.find("result=\"ok\"") != std::string::npos) name += ":ok";
-    out[name] += std::atof(line.c_str() + space + 1);
-  }
-  return out;
-}
-
-std::pair<double, double> CpuAndPeakRss(pid_t pid) {
-  std::ifstream stat(StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
-  std::istringstream fields(text.substr(text.rfind(')') + 2));
-  std::vector<std::string> f;
-  for (std::string x; fields >> x;) f.push_back(x);
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  const double cpu = f.size() > 12 ? (std::stod(f[11]) + std::stod(f[12])) / ticks : -1;
-  std::ifstream status(StrCat("/proc/", pid, "/status"));
-  double rss_mib = -1;
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) rss_mib = std::atof(line.c_str() + 6) / 1024.0;
-  }
-  return {cpu, rss_mib};
-}
-
 // CPU seconds used so far by the control plane's processes (their command lines name the
 // cluster's directory): API server, etcd, scheduler, controller-manager.
 double ControlPlaneCpu(const std::string& dir) {
@@ -130,7 +93,7 @@ double ControlPlaneCpu(const std::string& dir) {
     std::string cmdline((std::istreambuf_iterator<char>(cmd)), {});
     if (cmdline.find(dir) == std::string::npos || cmdline.find("testenv") == std::string::npos)
       continue;
-    total += CpuAndPeakRss(std::stoi(pid)).first;
+    total += tessera::bench::CpuAndPeakRss(std::stoi(pid)).first;
   }
   return total;
 }
@@ -195,32 +158,21 @@ int main(int argc, char** argv) {
   }
 
   // (a) the controller from cold.
-  tessera::e2e::ProcessOptions p;
-  const std::string log = cluster->dir() + "/controller.log";
-  p.argv = {controller,
-            StrCat("--kubeconfig=", cluster->kubeconfig()),
-            "--leader-elect=false",
-            StrCat("--workers=", workers),
-            "--heartbeat-timeout-seconds=3600",
-            "--metrics-address=127.0.0.1:0",
-            "--health-address=0"};
-  p.stdout_path = log;
   const double plane_cpu_0 = ControlPlaneCpu(cluster->dir());
   const auto began = Clock::now();
-  auto proc = tessera::e2e::ChildProcess::Start(std::move(p));
-  if (!proc.ok()) return 1;
-  auto serving = (*proc)->WaitForLine("serving /metrics", std::chrono::seconds(30));
-  std::smatch m;
-  const std::string line = serving.ok() ? *serving : "";
-  if (!std::regex_search(line, m, std::regex(":([0-9]+)\\s*$"))) {
-    std::cerr << "no metrics port in: " << line << "\n";
+  absl::StatusOr<tessera::bench::RunningController> run = tessera::bench::StartController(
+      controller, cluster->kubeconfig(), cluster->dir() + "/controller.log",
+      {StrCat("--workers=", workers), "--heartbeat-timeout-seconds=3600"});
+  if (!run.ok()) {
+    std::cerr << "controller: " << run.status() << "\n";
     return 1;
   }
-  const int port = std::stoi(m[1]);
+  const int port = run->metrics_port;
+  std::unique_ptr<tessera::e2e::ChildProcess>& proc = run->process;
   std::map<std::string, double> metrics;
   double first_write_s = -1;
   while (true) {
-    metrics = Scrape(port);
+    metrics = tessera::bench::ScrapeMetrics(port);
     if (first_write_s < 0 && metrics["tessera_controller_slice_writes_total:apply"] > 0)
       first_write_s = Seconds(Clock::now() - began);
     if (metrics["tessera_controller_generation_bumps_total"] >= nodes &&
@@ -233,9 +185,9 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const double controller_wall = Seconds(Clock::now() - began);
-  const auto [cpu, rss] = CpuAndPeakRss((*proc)->pid());
+  const auto [cpu, rss] = tessera::bench::CpuAndPeakRss(proc->pid());
   const double plane_cpu_controller = ControlPlaneCpu(cluster->dir()) - plane_cpu_0;
-  (*proc)->Stop();
+  proc->Stop();
 
   // (b) the same slices, written by a bare client at the same concurrency.
   absl::StatusOr<kube::ListResult> slices = client.List(res::kResourceSlices, "");

@@ -1,5 +1,7 @@
 #include "tessera/controller/controller.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <charconv>
 #include <utility>
@@ -406,7 +408,20 @@ void Controller::Worker() {
     }
     queue_.Done(*key);
     metrics_.SetQueueDepth(static_cast<double>(queue_.Depth()));
+    ReleaseFreedMemory();
   }
+}
+
+void Controller::ReleaseFreedMemory() {
+  // A sync allocates and frees a few MB of JSON (slices, answers, watch events) on whichever
+  // thread runs it; glibc keeps freed pages in each thread's arena. Hand them back at most once
+  // a second, so that resident memory follows the caches rather than the busiest moment.
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+          .count();
+  std::int64_t last = last_trim_ms_.load();
+  if (now - last < 1000 || !last_trim_ms_.compare_exchange_strong(last, now)) return;
+  malloc_trim(0);
 }
 
 void Controller::Sweep() {

@@ -11,6 +11,7 @@
 
 #include "nlohmann/json.hpp"
 #include "tessera/api/strings.h"
+#include "tessera/partitioner/device_name.h"
 #include "text.h"
 
 namespace tessera::partitioner {
@@ -295,9 +296,20 @@ SimResult Simulate(const ClusterSpec& cluster, const std::vector<TraceEntry>& tr
     if (chosen_node < 0) {
       ++result.blocked;
       blocked_weight += weight * e.duration;
+      if (options.record_decisions) result.decisions.push_back("blocked");
       continue;
     }
     std::vector<GpuState>& gpus = nodes[chosen_node];
+    if (options.record_decisions) {
+      DeviceName name{.gpu = chosen.gpu, .mig = std::nullopt, .share = std::nullopt, .slot = -1};
+      if (chosen.profile >= 0) {
+        absl::StatusOr<std::string> token =
+            ProfileToken(gpus[chosen.gpu].model().profiles[chosen.profile].name);
+        name.mig = DeviceName::Mig{.profile_token = token.ok() ? *token : "?",
+                                   .start = chosen.placement.start};
+      }
+      result.decisions.push_back(StrCat("n", chosen_node, "/", name.ToString()));
+    }
     if (!Apply(gpus, chosen, e.request, StrCat("r", i), limits).ok()) {
       ++result.blocked;  // cannot happen: Place only returns applicable choices
       blocked_weight += weight * e.duration;

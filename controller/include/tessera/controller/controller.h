@@ -91,6 +91,7 @@ class Controller {
 
   void RegisterHandlers();
   void Worker();
+  void ReleaseFreedMemory();
   void Sweep();
   absl::Status SyncNode(const std::string& node);
   absl::Status SyncPolicies();
@@ -134,6 +135,7 @@ class Controller {
   std::map<std::string, api::GpuPartitionPolicy> last_valid_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> last_trim_ms_{0};
   std::vector<std::thread> workers_;
   std::thread sweeper_;
 };

@@ -59,6 +59,8 @@ struct SimOptions {
   // Fragmentation-aware policies re-learn the demand mix from the requests seen so far; false
   // keeps the uniform mix throughout, as tessera-controller publishes today.
   bool learn_demand = true;
+  // Fill SimResult::decisions (one entry per request).
+  bool record_decisions = false;
 };
 
 struct SimResult {
@@ -77,6 +79,9 @@ struct SimResult {
   double lower_bound_weighted_blocking_rate = 0;
   // Offered compute-slice-seconds inside the trace's window / (slices × window).
   double offered_load = 0;
+  // With SimOptions::record_decisions: per request, "n<node>/<device name>" (the device the
+  // scheduler would allocate, as tessera names it) or "blocked".
+  std::vector<std::string> decisions{};
 
   std::string ToJson() const;
 };
