@@ -75,6 +75,19 @@ TEST(SimulateTest, SevenOneGsFillOneGpuAndTheEighthIsBlocked) {
   }
 }
 
+// The decisions name the device a scheduler would allocate, in tessera's device names, so the
+// packing bench can compare them with the real allocations one by one.
+TEST(SimulateTest, RecordsEachDecisionAsTheDeviceNameOrBlocked) {
+  ClusterSpec c = *ClusterSpec::Parse("a100-40gb:1", 8);
+  const std::string text = "arrival,duration,request\n0,100,mig:7g\n1,100,mig:1g\n2,100,whole\n";
+  SimResult r =
+      Simulate(c, *Trace(text), {.policy = Policy::kNameSorted, .record_decisions = true});
+  EXPECT_THAT(r.decisions, ::testing::ElementsAre("n0/gpu-0-mig-7g40gb-p0", "blocked", "blocked"));
+  SimResult quiet = Simulate(c, *Trace(text), {.policy = Policy::kNameSorted});
+  EXPECT_TRUE(quiet.decisions.empty());
+  EXPECT_EQ(quiet.blocked, r.blocked);
+}
+
 TEST(SimulateTest, DeparturesFreeTheirPartitionBeforeTheNextArrival) {
   ClusterSpec c = *ClusterSpec::Parse("a100-40gb:1", 8);
   SimResult r = Simulate(c, *Trace("arrival,duration,request\n0,5,mig:7g\n5,5,mig:7g\n6,1,whole\n"),
