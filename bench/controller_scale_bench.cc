@@ -5,7 +5,6 @@
 //
 //   TESSERA_TESTENV=build/default/testenv/testenv
 //   build/default/bench/controller-scale-bench --nodes 500 --workers 4
-#include <signal.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -13,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 
 #include "CLI/CLI.hpp"

@@ -2,7 +2,6 @@
 // GpuPartitionPolicy (controller.h). Run as a Deployment with leader election: only the leader
 // publishes; the others wait for its Lease to lapse. Every flag can also be set through the
 // environment variable named in --help.
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -97,12 +96,7 @@ int Serve(const Flags& f) {
 
   // SIGTERM/SIGINT (blocked in main before any thread started) end the process.
   std::thread signals([&] {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    sigwait(&set, &sig);
+    const int sig = tessera::tools::WaitForStopSignal();
     spdlog::info("stopping on signal {}", sig);
     stop = true;
   });
@@ -165,11 +159,7 @@ int Serve(const Flags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  tessera::tools::BlockStopSignals();
 
   CLI::App app{"tessera-controller: publishes GPU ResourceSlices for every node"};
   Flags f;

@@ -4,7 +4,6 @@
 // socket, then the registration socket, then the GpuInventory heartbeat. SIGTERM/SIGINT stop in
 // reverse order. Every flag can also be set through the environment variable named in --help.
 #include <malloc.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -212,12 +211,7 @@ int Serve(Flags f) {
   std::cout << "tessera-kubelet-plugin serving " << server.registration_socket() << std::endl;
   inventory.Start();
 
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  int sig = 0;
-  sigwait(&stop, &sig);
+  const int sig = tessera::tools::WaitForStopSignal();
   spdlog::info("stopping on signal {}", sig);
   server.Stop();
   inventory.Stop();
@@ -231,11 +225,7 @@ int main(int argc, char** argv) {
   // concurrent prepares turns into megabytes of resident memory that are never returned.
   mallopt(M_ARENA_MAX, 2);
   // Block the stop signals before any thread starts; Serve() waits for them.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  tessera::tools::BlockStopSignals();
 
   CLI::App app{"tessera-kubelet-plugin: prepares GPU ResourceClaims on this node"};
   Flags f;

@@ -1,5 +1,8 @@
 #include "tessera/tools/cli.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -138,6 +141,28 @@ std::optional<int> RunInfoFlags(const CommonFlags& flags, std::string_view binar
   }
   if (!flags.validate.empty()) return ValidateFiles(flags.validate, std::cout, std::cerr);
   return std::nullopt;
+}
+
+namespace {
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+}  // namespace
+
+void BlockStopSignals() {
+  const sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForStopSignal() {
+  const sigset_t set = StopSignals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
 }
 
 }  // namespace tessera::tools

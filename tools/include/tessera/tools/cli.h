@@ -44,6 +44,12 @@ void AddCommonFlags(CLI::App& app, CommonFlags& flags);
 // What --version or --validate asks for, done: the exit code, or nullopt when neither was given.
 std::optional<int> RunInfoFlags(const CommonFlags& flags, std::string_view binary);
 
+// SIGTERM and SIGINT stop a binary. Block them first thing in main, before any thread starts, so
+// that every thread inherits the mask; then WaitForStopSignal (on any one thread) returns the
+// signal that arrived.
+void BlockStopSignals();
+int WaitForStopSignal();
+
 }  // namespace tessera::tools
 
 #endif  // TESSERA_TOOLS_CLI_H_
