@@ -81,6 +81,7 @@ struct TesseraPluginOptions {
   std::string source_dir{};      // the repository (for the fake nvidia-cuda-mps-control)
   std::string fake_gpus_yaml{};  // e.g. "gpus:\n- model: h100-80gb\n  count: 2\n"
   std::string metrics_address = "0";
+  std::string kubeconfig{};  // empty: the cluster's admin kubeconfig
 };
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartTesseraPlugin(
     const Cluster& cluster, const KubeletSim& kubelet, const TesseraPluginOptions& options);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tessera/api/crd_schema.h"
+#include "tessera/api/strings.h"
 #include "tessera/api/validate.h"
 #include "tessera/api/yaml.h"
 
@@ -173,14 +174,17 @@ TEST(CrdSchemaTest, DeclaresEveryFieldTheEncoderWrites) {
 }
 
 TEST(CrdSchemaTest, CheckedInManifestsMatchTheGenerator) {
-  for (std::string_view kind : CrdKinds()) {
-    Json crd = CrdManifest(kind);
-    std::string name = crd["metadata"]["name"];
-    std::string path = std::string(TESSERA_SOURCE_DIR) + "/deploy/crds/" + name + ".yaml";
-    absl::StatusOr<Json> checked_in = ParseYaml(ReadFile(path));
-    ASSERT_TRUE(checked_in.ok()) << path << ": " << checked_in.status();
-    EXPECT_EQ(*checked_in, crd) << path
-                                << " is stale: run build/default/api/tessera-crdgen deploy/crds";
+  // deploy/crds for kubectl, and the chart's copy (Helm installs a chart's crds/ directory).
+  for (std::string_view dir : {"deploy/crds", "deploy/helm/tessera/crds"}) {
+    for (std::string_view kind : CrdKinds()) {
+      Json crd = CrdManifest(kind);
+      std::string name = crd["metadata"]["name"];
+      std::string path = StrCat(TESSERA_SOURCE_DIR, "/", dir, "/", name, ".yaml");
+      absl::StatusOr<Json> checked_in = ParseYaml(ReadFile(path));
+      ASSERT_TRUE(checked_in.ok()) << path << ": " << checked_in.status();
+      EXPECT_EQ(*checked_in, crd) << path << " is stale: run build/default/api/tessera-crdgen "
+                                  << dir;
+    }
   }
 }
 
