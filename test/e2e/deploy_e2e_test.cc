@@ -210,6 +210,79 @@ TEST_F(DeployE2ETest, AdmissionPolicyLetsAPluginWriteOnlyItsOwnNodesInventory) {
   }
 }
 
+// The policy's second half: a plugin may write the status of a claim only when the claim is
+// allocated on its node. The chart's RBAC does not let the plugin write claim status at all
+// (tessera does not report device status yet), so this test grants it the way an admin
+// extending the plugin would, and checks the policy still keeps each node to its own claims.
+TEST_F(DeployE2ETest, AdmissionPolicyLetsAPluginWriteOnlyStatusOfClaimsOnItsNode) {
+  // Writing status.devices also needs a verb on resourceclaims/driver (named after the driver):
+  // "associated-node:patch" lets the API server itself pin a node-bound token to its node's
+  // claims; "arbitrary-node:patch", granted here, does not, so only the policy stands between a
+  // plugin and another node's claims.
+  CommandResult r = cluster().Kubectl({"apply", "--server-side", "-f", "-"}, R"(
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-claim-status}
+rules:
+- apiGroups: [resource.k8s.io]
+  resources: [resourceclaims/status]
+  verbs: [get, patch, update]
+- apiGroups: [resource.k8s.io]
+  resources: [resourceclaims/driver]
+  resourceNames: [gpu.tessera.dev]
+  verbs: ["arbitrary-node:patch", "arbitrary-node:update"]
+)");
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  DeleteAtEnd("clusterrole", "e2e-claim-status");
+  r = cluster().Kubectl({"create", "clusterrolebinding", "e2e-claim-status",
+                         "--clusterrole=e2e-claim-status",
+                         StrCat("--serviceaccount=", kNamespace, ":", kPluginAccount)});
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  DeleteAtEnd("clusterrolebinding", "e2e-claim-status");
+
+  // Two claims, allocated (by hand, as the scheduler would write it) on n0 and on n1.
+  for (const std::string node : {"n0", "n1"}) {
+    const std::string claim = "on-" + node;
+    E2E_ASSERT_OK(Create(StrCat(R"({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "metadata": {"name": ")",
+                                claim, R"("}, "spec": {"devices": {"requests": [
+        {"name": "gpu", "exactly": {"deviceClassName": "gpu.tessera.dev"}}]}}})")));
+    const std::string allocation = StrCat(
+        R"({"status": {"allocation": {"devices": {"results": [{"request": "gpu",
+        "driver": "gpu.tessera.dev", "pool": ")",
+        node, R"(", "device": "gpu-0"}]}, "nodeSelector": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [")",
+        node, R"("]}]}]}}}})");
+    r = cluster().Kubectl({"patch", "resourceclaim", claim, "-n", ns(), "--subresource=status",
+                           "--type=merge", "-p", allocation});
+    ASSERT_TRUE(r.ok()) << r.Describe();
+  }
+  absl::StatusOr<std::string> n0 = TokenKubeconfig(kPluginAccount, "n0");
+  E2E_ASSERT_OK(n0.status());
+  auto report = [&](const std::string& node) {
+    return StrCat(R"({"status": {"devices": [{"driver": "gpu.tessera.dev", "pool": ")", node,
+                  R"(", "device": "gpu-0", "conditions": [{"type": "Ready", "status": "True",
+                  "reason": "Prepared", "message": "", "lastTransitionTime": "2026-11-21T00:00:00Z"}]}]}})");
+  };
+  // RBAC changes reach the authorizer within a moment; retry until the own-node write passes.
+  E2E_ASSERT_OK(Eventually(
+      [&]() -> absl::Status {
+        CommandResult own =
+            KubectlAs(*n0, {"patch", "resourceclaim", "on-n0", "-n", ns(), "--subresource=status",
+                            "--type=merge", "-p", report("n0")});
+        if (own.ok()) return absl::OkStatus();
+        return absl::UnavailableError(own.Describe());
+      },
+      30s, 500ms));
+  r = KubectlAs(*n0, {"patch", "resourceclaim", "on-n1", "-n", ns(), "--subresource=status",
+                      "--type=merge", "-p", report("n1")});
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(r.err, HasSubstr("may write the status only of claims allocated on that node"));
+  absl::StatusOr<Json> stored = Get("resourceclaim", "on-n0");
+  E2E_ASSERT_OK(stored.status());
+  EXPECT_EQ((*stored)["status"]["devices"][0]["conditions"][0]["reason"], "Prepared");
+}
+
 // Memory slices of a device name's MIG placement, "<gpu>/<profile token>@<start>", as the fake
 // GPU state spells its instances.
 std::string InstanceKey(const std::string& device) {
