@@ -83,7 +83,7 @@ std::vector<std::string> SliceEvents() {
     infos[g].product = m.product_name;
     infos[g].model = m.key;
     infos[g].pci_bus_id = StrCat("0000:1", g, ":00.0");
-    infos[g].mig_capable = true;
+    infos[g].mig_capable = infos[g].mig_enabled = true;
   }
   for (const auto& info : infos) inputs.push_back({&info, &policy});
   Placer placer(Policy::kTessera);

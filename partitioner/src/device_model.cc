@@ -400,6 +400,13 @@ absl::StatusOr<NodeDevices> DeviceModeler::Build(const NodeInput& node) {
     if (mig_mode && !gpu.info->mig_capable && st.instances().empty()) {
       warn(StrCat(api::ToString(gpu.mode), " needs a MIG-capable GPU; publishing the whole GPU"));
       gpu.mode = PartitionMode::kWhole;
+    } else if (mig_mode && !gpu.info->mig_enabled && st.instances().empty()) {
+      // Instances could not be created: tessera never switches MIG mode (it needs the GPU idle
+      // and often a reset), the admin does, e.g. with `nvidia-smi -i <index> -mig 1`.
+      warn(StrCat(api::ToString(gpu.mode),
+                  " needs MIG mode enabled on the GPU, and it is disabled; publishing the whole "
+                  "GPU"));
+      gpu.mode = PartitionMode::kWhole;
     }
     if (gpu.mode == PartitionMode::kMigDynamic && !features_.partitionable_devices) {
       warn(

@@ -363,6 +363,21 @@ TEST(DeviceModelTest, BeforeR510FourGIsNotPublished) {
   EXPECT_NE(d->warnings[0].find("R510"), std::string::npos);
 }
 
+TEST(DeviceModelTest, MigModeDisabledPublishesTheWholeGpuWithAWarning) {
+  Node node(Model("h100-80gb"), 2, PartitionMode::kMigDynamic);
+  node.infos[1].mig_enabled = false;
+  absl::StatusOr<NodeDevices> d = BuildNode(node);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_NE(Find(*d, "gpu-0-mig-1g10gb-p0"), nullptr);
+  EXPECT_NE(Find(*d, "gpu-1"), nullptr);
+  for (const std::string& name : Names(*d)) {
+    EXPECT_EQ(name.rfind("gpu-1-", 0), std::string::npos) << name << ": MIG mode is off on GPU 1";
+  }
+  ASSERT_EQ(d->warnings.size(), 1u);
+  EXPECT_NE(d->warnings[0].find("GPU 1 "), std::string::npos) << d->warnings[0];
+  EXPECT_NE(d->warnings[0].find("needs MIG mode enabled on the GPU"), std::string::npos);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Order
 
