@@ -614,6 +614,10 @@ absl::StatusOr<NodeDevices> DeviceModeler::Build(const NodeInput& node) {
     if (std::find(order.begin(), order.end(), gpu.position) == order.end())
       order.push_back(gpu.position);
   }
+  // A GPU kept whole serves only whole claims; an empty mig-dynamic GPU could serve any MIG
+  // claim. Whole claims take the former first, so MIG claims keep their room.
+  std::stable_partition(order.begin(), order.end(),
+                        [&](int g) { return gpus[g].mode == PartitionMode::kWhole; });
   for (int g : order) {
     const GpuContext& gpu = gpus[g];
     if (gpu.mode == PartitionMode::kWhole || gpu.mode == PartitionMode::kMigDynamic)

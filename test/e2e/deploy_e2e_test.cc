@@ -379,8 +379,9 @@ TEST_F(DeployE2ETest, ExamplesRunUnderTheChartsServiceAccounts) {
     std::string request;
   };
   const std::vector<Expect> expects = {
-      // A whole GPU: a whole-mode GPU or an empty mig-dynamic one (both publish the GPU).
-      {"whole-gpu", "gpu-[0-367]", "gpu"},
+      // A whole GPU: a whole-mode one (6 or 7) comes before the mig-dynamic GPUs, which publish
+      // their whole GPU too.
+      {"whole-gpu", "gpu-[67]", "gpu"},
       // MIG instances: GPUs 0-3 are mig-dynamic (3 also offers MPS shares of its instances).
       {"mig-1g", "gpu-[0-3]-mig-1g[0-9]+gb(-me)?-p[0-6]", "mig"},
       {"mig-3g", "gpu-[0-3]-mig-3g[0-9]+gb-p[04]", "mig"},

@@ -363,6 +363,22 @@ TEST(DeviceModelTest, BeforeR510FourGIsNotPublished) {
   EXPECT_NE(d->warnings[0].find("R510"), std::string::npos);
 }
 
+TEST(DeviceModelTest, WholeModeGpusComeBeforeMigDynamicGpusForWholeClaims) {
+  Node node(Model("a100-40gb"), 3, PartitionMode::kMigDynamic);
+  api::GpuPolicy whole = PolicyOf(PartitionMode::kWhole);
+  NodeInput in = node.Input();
+  node.inputs[2].policy = &whole;  // GPU 2 whole, GPUs 0 and 1 mig-dynamic
+  Placer placer(Policy::kTessera);
+  DeviceModeler modeler(placer, ApiFeatures{});
+  absl::StatusOr<NodeDevices> d = modeler.Build(in);
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::vector<std::string> wholes;
+  for (const std::string& name : Names(*d)) {
+    if (name == "gpu-0" || name == "gpu-1" || name == "gpu-2") wholes.push_back(name);
+  }
+  EXPECT_EQ(wholes, (std::vector<std::string>{"gpu-2", "gpu-0", "gpu-1"}));
+}
+
 TEST(DeviceModelTest, MigModeDisabledPublishesTheWholeGpuWithAWarning) {
   Node node(Model("h100-80gb"), 2, PartitionMode::kMigDynamic);
   node.infos[1].mig_enabled = false;
