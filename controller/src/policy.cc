@@ -220,7 +220,7 @@ std::string ConflictMessage(const std::string& policy, const std::set<std::strin
   }
   return StrCat("ties with ", StrJoin(tied, ", "), " (same selector specificity) on ", nodes.size(),
                 nodes.size() == 1 ? " node: " : " nodes: ", shown,
-                "; no policy applies there until one is made more specific");
+                "; those nodes keep the policy they had until one is made more specific");
 }
 
 // A condition with lastTransitionTime carried over from `previous` when its status is unchanged.
