@@ -13,7 +13,6 @@
 #include <map>
 #include <memory>
 #include <random>
-#include <regex>
 #include <set>
 #include <string>
 
@@ -65,21 +64,6 @@ int SizeOfToken(const std::string& token) {
       {"7g80gb", 8}, {"1g5gb-me", 1}, {"1g10gb-me", 1}};
   auto it = sizes.find(token);
   return it == sizes.end() ? -1 : it->second;
-}
-
-struct MigName {
-  int gpu = -1;
-  std::string token;
-  int start = -1;
-  bool share = false;
-  // "<gpu>/<token>@<start>", as InstanceKeys writes the fake GPUs' instances.
-  std::string Key() const { return StrCat(gpu, "/", token, "@", start); }
-};
-std::optional<MigName> ParseMig(const std::string& device) {
-  static const std::regex re("gpu-([0-9]+)-mig-([0-9a-z-]+?)-p([0-9]+)(-mps|-ts)?");
-  std::smatch m;
-  if (!std::regex_match(device, m, re)) return std::nullopt;
-  return MigName{std::stoi(m[1]), m[2], std::stoi(m[3]), m[4].matched};
 }
 
 // The processes every test shares.
@@ -173,27 +157,10 @@ class ControllerE2ETest : public E2ETest {
   std::string Root(const std::string& node) { return g_nodes->kubelets.at(node)->root(); }
 
   absl::StatusOr<Json> FakeGpus(const std::string& node) {
-    absl::StatusOr<std::string> text = ReadFile(Root(node) + "/tessera/fake-gpus-state.json");
-    if (!text.ok()) return text.status();
-    Json j = Json::parse(*text, nullptr, false);
-    if (j.is_discarded()) return absl::UnavailableError("fake GPU state is being written");
-    return j;
+    return FakeGpuState(*g_nodes->kubelets.at(node));
   }
-
-  // The MIG instances on the node's fake GPUs, as MigName::Key() spells them.
   absl::StatusOr<std::set<std::string>> InstanceKeys(const std::string& node) {
-    absl::StatusOr<Json> state = FakeGpus(node);
-    if (!state.ok()) return state.status();
-    std::set<std::string> keys;
-    for (std::size_t g = 0; g < (*state)["gpus"].size(); ++g) {
-      for (const Json& i : (*state)["gpus"][g]["instances"]) {
-        std::string token = i["profile"];  // "1g.10gb+me" -> "1g10gb-me", as in device names
-        token.erase(std::remove(token.begin(), token.end(), '.'), token.end());
-        std::replace(token.begin(), token.end(), '+', '-');
-        keys.insert(StrCat(g, "/", token, "@", i["start"].get<int>()));
-      }
-    }
-    return keys;
+    return FakeMigInstances(*g_nodes->kubelets.at(node));
   }
 
   // The node's slices of our driver: OK when the pool is complete and valid in the scheduler's
@@ -250,23 +217,6 @@ class ControllerE2ETest : public E2ETest {
   void Run(const std::string& pod, const Json& request, const std::string& node) {
     E2E_ASSERT_OK(Create(Template(pod, request).dump()));
     E2E_ASSERT_OK(Create(PodWithClaim(pod, pod, node).dump()));
-  }
-
-  absl::StatusOr<Json> RunningPod(const std::string& pod, std::chrono::seconds timeout = 90s) {
-    Json out;
-    absl::Status s = Eventually(
-        [&]() -> absl::Status {
-          absl::StatusOr<Json> p = Get("pod", pod);
-          if (!p.ok()) return p.status();
-          if ((*p)["status"].value("phase", "") != "Running") {
-            return absl::UnavailableError(StrCat(pod, " is ", (*p)["status"].dump()));
-          }
-          out = *p;
-          return absl::OkStatus();
-        },
-        timeout);
-    if (!s.ok()) return s;
-    return out;
   }
 
   // The device the scheduler allocated to the pod's claim.

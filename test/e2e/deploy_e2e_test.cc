@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -283,15 +282,6 @@ rules:
   EXPECT_EQ((*stored)["status"]["devices"][0]["conditions"][0]["reason"], "Prepared");
 }
 
-// Memory slices of a device name's MIG placement, "<gpu>/<profile token>@<start>", as the fake
-// GPU state spells its instances.
-std::string InstanceKey(const std::string& device) {
-  static const std::regex re("gpu-([0-9]+)-mig-([0-9a-z-]+?)-p([0-9]+)(-mps|-ts)?");
-  std::smatch m;
-  if (!std::regex_match(device, m, re)) return "";
-  return StrCat(m[1].str(), "/", m[2].str(), "@", m[3].str());
-}
-
 TEST_F(DeployE2ETest, ExamplesRunUnderTheChartsServiceAccounts) {
   // Two GPU nodes (8 × A100-40GB, 8 × H100-80GB) labelled for the examples' policy; a plugin on
   // each with a token bound to its node, the controller with its own account's token.
@@ -394,18 +384,9 @@ TEST_F(DeployE2ETest, ExamplesRunUnderTheChartsServiceAccounts) {
   std::map<std::string, Json> results;  // pod -> allocation result
   for (const Expect& e : expects) {
     SCOPED_TRACE(e.pod);
-    Json pod;
-    E2E_ASSERT_OK(Eventually(
-        [&]() -> absl::Status {
-          absl::StatusOr<Json> got = Get("pod", e.pod);
-          if (!got.ok()) return got.status();
-          if ((*got)["status"].value("phase", "") != "Running") {
-            return absl::UnavailableError(StrCat(e.pod, " is ", (*got)["status"].dump()));
-          }
-          pod = *got;
-          return absl::OkStatus();
-        },
-        120s));
+    absl::StatusOr<Json> running = RunningPod(e.pod, 120s);
+    E2E_ASSERT_OK(running.status());
+    const Json pod = *running;
     const std::string claim = pod["status"]["resourceClaimStatuses"][0]["resourceClaimName"];
     absl::StatusOr<Json> c = Get("resourceclaim", claim);
     E2E_ASSERT_OK(c.status());
@@ -428,27 +409,14 @@ TEST_F(DeployE2ETest, ExamplesRunUnderTheChartsServiceAccounts) {
   EXPECT_EQ(results["mps-large"]["consumedCapacity"]["memory"], "20Gi");
 
   // The fake GPUs hold exactly the MIG instances the allocations name.
-  auto instances = [&](const std::string& node) -> absl::StatusOr<std::set<std::string>> {
-    absl::StatusOr<std::string> text =
-        ReadFile(g_installed->kubelets.at(node)->root() + "/tessera/fake-gpus-state.json");
-    if (!text.ok()) return text.status();
-    Json state = Json::parse(*text, nullptr, false);
-    if (state.is_discarded()) return absl::UnavailableError("state is being written");
-    std::set<std::string> keys;
-    for (std::size_t g = 0; g < state["gpus"].size(); ++g) {
-      for (const Json& i : state["gpus"][g]["instances"]) {
-        std::string token = i["profile"];
-        token.erase(std::remove(token.begin(), token.end(), '.'), token.end());
-        std::replace(token.begin(), token.end(), '+', '-');
-        keys.insert(StrCat(g, "/", token, "@", i["start"].get<int>()));
-      }
-    }
-    return keys;
+  auto instances = [&](const std::string& node) {
+    return FakeMigInstances(*g_installed->kubelets.at(node));
   };
   std::map<std::string, std::set<std::string>> want;
   for (const auto& [pod, result] : results) {
-    const std::string key = InstanceKey(result["device"]);
-    if (!key.empty()) want[result["pool"]].insert(key);
+    if (std::optional<MigName> mig = ParseMig(result["device"])) {
+      want[result["pool"]].insert(mig->Key());
+    }
   }
   for (const std::string node : {"n0", "n1"}) {
     absl::StatusOr<std::set<std::string>> have = instances(node);

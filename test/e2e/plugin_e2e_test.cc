@@ -109,18 +109,9 @@ TEST_F(PluginE2ETest, RegistersWritesInventoryAndPreparesAScheduledMigClaim) {
   E2E_ASSERT_OK(Create(ClaimTemplate("gpu", class_name).dump()));
   E2E_ASSERT_OK(Create(PodWithClaim("app", "gpu").dump()));
 
-  Json pod;
-  E2E_ASSERT_OK(Eventually(
-      [&]() -> absl::Status {
-        absl::StatusOr<Json> p = Get("pod", "app");
-        if (!p.ok()) return p.status();
-        if ((*p)["status"].value("phase", "") != "Running") {
-          return absl::UnavailableError("pod is " + (*p)["status"].dump());
-        }
-        pod = *p;
-        return absl::OkStatus();
-      },
-      90s));
+  absl::StatusOr<Json> running = RunningPod("app");
+  E2E_ASSERT_OK(running.status());
+  const Json pod = *running;
   const std::string claim_name = pod["status"]["resourceClaimStatuses"][0]["resourceClaimName"];
   absl::StatusOr<Json> claim = Get("resourceclaim", claim_name);
   E2E_ASSERT_OK(claim.status());

@@ -222,6 +222,24 @@ absl::StatusOr<Json> E2ETest::Get(std::string_view kind, std::string_view name) 
   return cluster().GetJson({std::string(kind), std::string(name), "-n", ns_});
 }
 
+absl::StatusOr<Json> E2ETest::RunningPod(const std::string& pod,
+                                         std::chrono::milliseconds timeout) {
+  Json out;
+  absl::Status s = Eventually(
+      [&]() -> absl::Status {
+        absl::StatusOr<Json> p = Get("pod", pod);
+        if (!p.ok()) return p.status();
+        if ((*p)["status"].value("phase", "") != "Running") {
+          return absl::UnavailableError(StrCat(pod, " is ", (*p)["status"].dump()));
+        }
+        out = *p;
+        return absl::OkStatus();
+      },
+      timeout);
+  if (!s.ok()) return s;
+  return out;
+}
+
 void E2ETest::DeleteAtEnd(std::string kind, std::string name) {
   cluster_scoped_.emplace_back(std::move(kind), std::move(name));
 }

@@ -121,6 +121,8 @@ class E2ETest : public ::testing::Test {
   absl::Status Create(std::string_view manifest) { return cluster().Create(manifest, ns_); }
   // `kubectl get KIND NAME -n ns -o json`.
   absl::StatusOr<Json> Get(std::string_view kind, std::string_view name);
+  // The pod once its phase is Running (kubelet-sim sets it after the claims are prepared).
+  absl::StatusOr<Json> RunningPod(const std::string& pod, std::chrono::milliseconds timeout = 90s);
   void DeleteAtEnd(std::string kind, std::string name);
   // Log files printed with the cluster's when the test fails.
   void AddLogOnFailure(std::string label, std::string path);

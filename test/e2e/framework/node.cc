@@ -2,9 +2,11 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <regex>
 #include <sstream>
 
 #include "tessera/api/strings.h"
@@ -142,6 +144,38 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> StartTesseraPlugin(
       (*started)->WaitForLine("tessera-kubelet-plugin serving", 30s);
   if (!serving.ok()) return serving.status();
   return started;
+}
+
+absl::StatusOr<Json> FakeGpuState(const KubeletSim& kubelet) {
+  absl::StatusOr<std::string> text = ReadFile(kubelet.root() + "/tessera/fake-gpus-state.json");
+  if (!text.ok()) return text.status();
+  Json j = Json::parse(*text, nullptr, false);
+  if (j.is_discarded()) return absl::UnavailableError("fake GPU state is being written");
+  return j;
+}
+
+absl::StatusOr<std::set<std::string>> FakeMigInstances(const KubeletSim& kubelet) {
+  absl::StatusOr<Json> state = FakeGpuState(kubelet);
+  if (!state.ok()) return state.status();
+  std::set<std::string> keys;
+  for (std::size_t g = 0; g < (*state)["gpus"].size(); ++g) {
+    for (const Json& i : (*state)["gpus"][g]["instances"]) {
+      std::string token = i["profile"];  // "1g.10gb+me" -> "1g10gb-me", as in device names
+      token.erase(std::remove(token.begin(), token.end(), '.'), token.end());
+      std::replace(token.begin(), token.end(), '+', '-');
+      keys.insert(StrCat(g, "/", token, "@", i["start"].get<int>()));
+    }
+  }
+  return keys;
+}
+
+std::string MigName::Key() const { return StrCat(gpu, "/", token, "@", start); }
+
+std::optional<MigName> ParseMig(const std::string& device) {
+  static const std::regex re("gpu-([0-9]+)-mig-([0-9a-z-]+?)-p([0-9]+)(-mps|-ts)?");
+  std::smatch m;
+  if (!std::regex_match(device, m, re)) return std::nullopt;
+  return MigName{std::stoi(m[1]), m[2], std::stoi(m[3]), m[4].matched};
 }
 
 }  // namespace tessera::e2e

@@ -5,6 +5,8 @@
 // manager, from `testenv kubelet-sim`) and a kubelet plugin registered with it.
 
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -85,6 +87,22 @@ struct TesseraPluginOptions {
 };
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartTesseraPlugin(
     const Cluster& cluster, const KubeletSim& kubelet, const TesseraPluginOptions& options);
+
+// The fake GPUs' state file of the plugin StartTesseraPlugin runs on `kubelet`'s node.
+absl::StatusOr<Json> FakeGpuState(const KubeletSim& kubelet);
+// The MIG instances on those fake GPUs, as MigName::Key() spells them.
+absl::StatusOr<std::set<std::string>> FakeMigInstances(const KubeletSim& kubelet);
+
+// A MIG device name of tessera's ("gpu-1-mig-3g40gb-p4", "...-mps", "...-ts"), taken apart.
+struct MigName {
+  int gpu = -1;
+  std::string token;  // "3g40gb"
+  int start = -1;
+  bool share = false;
+  // "<gpu>/<token>@<start>", as FakeMigInstances writes the fake GPUs' instances.
+  std::string Key() const;
+};
+std::optional<MigName> ParseMig(const std::string& device);
 
 }  // namespace tessera::e2e
 
