@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -423,6 +424,88 @@ TEST_F(DeployE2ETest, ExamplesRunUnderTheChartsServiceAccounts) {
     E2E_ASSERT_OK(have.status());
     EXPECT_EQ(*have, want[node]) << node;
   }
+
+  // kubectl tessera, found by the real kubectl on PATH: the layout map of the 3g pod's node draws
+  // its instance over the four memory slices from its placement, and explain says what it got.
+  // (kubectl refuses flags before a plugin's name, so the kubeconfig comes from the environment.)
+  const std::string plugin_dir = std::filesystem::path(KUBECTL_TESSERA_BINARY).parent_path();
+  const std::vector<std::pair<std::string, std::string>> env = {
+      {"PATH", StrCat(plugin_dir, ":", getenv("PATH") ? getenv("PATH") : "")},
+      {"KUBECONFIG", cluster().kubeconfig()}};
+  auto kubectl_tessera = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {cluster().testenv(), "kubectl", "tessera"});
+    return RunCommand(args, "", 60s, cluster().dir(), env);
+  };
+  const Json mig3g = results["mig-3g"];
+  const std::optional<MigName> mig3g_name = ParseMig(mig3g["device"]);
+  ASSERT_TRUE(mig3g_name.has_value());
+  r = kubectl_tessera({"layout", mig3g["pool"]});
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  EXPECT_THAT(r.out, HasSubstr(StrCat("node ", mig3g["pool"].get<std::string>(), ": 8 x ")));
+  // The GPU's row: the 3g span starts 7 characters per memory slice after the row's first cell
+  // and is 4 cells (28 characters) wide.
+  {
+    std::istringstream lines(r.out);
+    std::string row;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind(StrCat("  ", mig3g_name->gpu, " "), 0) == 0) row = line;
+    }
+    ASSERT_FALSE(row.empty()) << r.out;
+    const std::size_t cells = row.find('[');
+    const std::size_t span = row.find(" 3g.");
+    ASSERT_NE(span, std::string::npos) << row;
+    const std::size_t open = row.rfind('[', span), close = row.find(']', span);
+    EXPECT_EQ(open - cells, 7u * mig3g_name->start) << row;
+    EXPECT_EQ(close - open + 1, 28u) << row;
+  }
+  EXPECT_THAT(r.out, HasSubstr(mig3g["device"].get<std::string>())) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("pod mig-3g")) << r.out;
+  r = kubectl_tessera({"explain", "pod/mig-3g", "-n", ns()});
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  EXPECT_THAT(r.out, HasSubstr(": allocated")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr(StrCat(mig3g["pool"].get<std::string>(), "/",
+                                      mig3g["device"].get<std::string>())))
+      << r.out;
+  EXPECT_THAT(r.out, HasSubstr("MIG instance: MIG-")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("(the kubelet prepared the claim)")) << r.out;
+  // A pod whose claim nothing can satisfy: explain gives the scheduler's words and the reason.
+  r = cluster().Kubectl({"apply", "--server-side", "-n", ns(), "-f", "-"}, R"(
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: impossible}
+spec:
+  devices:
+    requests:
+    - name: mig
+      exactly:
+        deviceClassName: mig.gpu.tessera.dev
+        selectors:
+        - cel: {expression: 'device.attributes["gpu.tessera.dev"].profileClass == "8g"'}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: impossible}
+spec:
+  containers: [{name: c, image: x, resources: {claims: [{name: mig}]}}]
+  resourceClaims: [{name: mig, resourceClaimName: impossible}]
+  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+)");
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  E2E_ASSERT_OK(Eventually(
+      [&]() -> absl::Status {
+        CommandResult e = kubectl_tessera({"explain", "claim/impossible", "-n", ns()});
+        if (!e.ok()) return absl::InternalError(e.Describe());
+        if (e.out.find("not scheduled") == std::string::npos) {
+          return absl::UnavailableError("the scheduler has not given up yet: " + e.out);
+        }
+        EXPECT_THAT(e.out, HasSubstr("claim " + ns() + "/impossible: pending (not allocated)"));
+        EXPECT_THAT(e.out, HasSubstr("no published device matches (type mig, profileClass 8g)"));
+        return absl::OkStatus();
+      },
+      60s));
+  r = cluster().Kubectl(
+      {"delete", "-n", ns(), "pod/impossible", "resourceclaim/impossible", "--wait=false"});
+  ASSERT_TRUE(r.ok()) << r.Describe();
 
   // Deleting the examples unprepares everything: no claim left, no MIG instance left.
   for (const std::string& f : files) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -60,6 +61,8 @@ func runVersion([]string) int {
 }
 
 func runKubectl(args []string) int {
+	// kubectl looks for plugins (kubectl-<name> on PATH, e.g. kubectl-tessera) in os.Args.
+	os.Args = append([]string{"kubectl"}, args...)
 	cmd := kubectl.NewDefaultKubectlCommand()
 	cmd.SetArgs(args)
 	if err := cli.RunNoErrOutput(cmd); err != nil {
