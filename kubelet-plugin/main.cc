@@ -19,6 +19,7 @@
 #include "tessera/plugin/cdi.h"
 #include "tessera/plugin/checkpoint.h"
 #include "tessera/plugin/device_nodes.h"
+#include "tessera/plugin/driver_files.h"
 #include "tessera/plugin/fake_backend.h"
 #include "tessera/plugin/files.h"
 #include "tessera/plugin/inventory.h"
@@ -46,6 +47,7 @@ struct Flags {
   std::string backend = "nvml";
   std::string fake_gpus;
   std::string driver_root = "/";
+  std::string host_driver_root;  // default: driver_root
   std::string nvml_library;
   std::string host_root = "/";
   std::string mps_control_binary;
@@ -122,6 +124,18 @@ int Serve(Flags f) {
   absl::StatusOr<plugin::DeviceNodes> nodes = plugin::DeviceNodes::Load(f.host_root);
   if (!nodes.ok()) return Fail(nodes.status());
 
+  // Before Start(): it rewrites the CDI specs of prepared claims whose spec is missing.
+  plugin::DriverFiles driver_files(
+      {.driver_root = f.driver_root,
+       .host_driver_root = f.host_driver_root.empty() ? f.driver_root : f.host_driver_root});
+  absl::StatusOr<std::shared_ptr<const plugin::DriverFileSet>> found = driver_files.Refresh();
+  if (!found.ok()) return Fail(found.status());
+  for (const std::string& s : (*found)->skipped) spdlog::warn("driver files: skipped {}", s);
+  for (const std::string& w : (*found)->warnings) spdlog::warn("driver files: {}", w);
+  spdlog::info("driver files: {} file(s) under driver root {} (host path {}), driver version {}",
+               (*found)->mounts.size(), f.driver_root, driver_files.options().host_driver_root,
+               (*found)->driver_version.empty() ? "unknown" : (*found)->driver_version);
+
   std::unique_ptr<plugin::MpsManager> mps;
   std::string mps_binary = f.mps_control_binary;
   if (mps_binary.empty()) {
@@ -144,7 +158,8 @@ int Serve(Flags f) {
 
   plugin::Preparer preparer({.driver_name = f.driver_name,
                              .node_name = f.node_name,
-                             .lock_dir = StrCat(f.data_dir, "/locks")},
+                             .lock_dir = StrCat(f.data_dir, "/locks"),
+                             .driver_files = &driver_files},
                             **backend, **checkpoint, cdi, *nodes, mps.get(), claims);
   absl::StatusOr<plugin::ReconcileReport> reconciled = preparer.Start();
   if (!reconciled.ok()) return Fail(reconciled.status());
@@ -260,6 +275,10 @@ int main(int argc, char** argv) {
                  "where the NVIDIA driver's files are: /, /run/nvidia/driver, ...")
       ->envname("TESSERA_DRIVER_ROOT")
       ->capture_default_str();
+  app.add_option("--host-driver-root", f.host_driver_root,
+                 "the driver root as the host sees it, for the CDI mounts of the driver's files "
+                 "(default: --driver-root)")
+      ->envname("TESSERA_HOST_DRIVER_ROOT");
   app.add_option("--nvml-library", f.nvml_library, "explicit libnvidia-ml.so.1 path")
       ->envname("TESSERA_NVML_LIBRARY");
   app.add_option("--host-root", f.host_root, "where the host's /proc is visible (device majors)")

@@ -559,8 +559,10 @@ absl::Status Preparer::WriteCdi(const ClaimRecord& record) {
     spec.devices.push_back(std::move(dev));
   }
   spec.common.device_nodes = nodes_.Common();
+  // void: an NVIDIA container runtime hook on the node must not inject the driver a second time.
   spec.common.env = {StrCat("CUDA_VISIBLE_DEVICES=", StrJoin(uuids, ",")),
                      "NVIDIA_VISIBLE_DEVICES=void"};
+  if (options_.driver_files != nullptr) spec.common.mounts = options_.driver_files->Mounts();
   ClaimRecord prepared = record;
   prepared.phase = ClaimPhase::kPrepared;
   spec.annotations["tessera.dev/claim"] = StrCat(record.namespace_, "/", record.name);

@@ -11,6 +11,7 @@
 #include "tessera/plugin/cdi.h"
 #include "tessera/plugin/checkpoint.h"
 #include "tessera/plugin/device_nodes.h"
+#include "tessera/plugin/driver_files.h"
 #include "tessera/plugin/fake_backend.h"
 #include "tessera/plugin/files.h"
 #include "tessera/plugin/mps.h"
@@ -61,8 +62,10 @@ class PluginTest : public ::testing::Test {
     mps_ = std::make_unique<plugin::MpsManager>(
         plugin::MpsOptions{.control_binary = TESSERA_FAKE_MPS_CONTROL, .root_dir = dir_ / "mps"});
     preparer_ = std::make_unique<plugin::Preparer>(
-        plugin::PreparerOptions{
-            .driver_name = "gpu.tessera.dev", .node_name = kNode, .lock_dir = dir_ / "locks"},
+        plugin::PreparerOptions{.driver_name = "gpu.tessera.dev",
+                                .node_name = kNode,
+                                .lock_dir = dir_ / "locks",
+                                .driver_files = driver_files_.get()},
         *backend_, *store_, *cdi_, *nodes_, mps_.get(), claims_);
     auto reconciled = preparer_->Start();
     ASSERT_TRUE(reconciled.ok()) << reconciled.status();
@@ -124,6 +127,7 @@ class PluginTest : public ::testing::Test {
   std::unique_ptr<plugin::CdiWriter> cdi_;
   std::unique_ptr<plugin::DeviceNodes> nodes_;
   std::unique_ptr<plugin::MpsManager> mps_;
+  std::unique_ptr<plugin::DriverFiles> driver_files_;  // null unless a test sets one up
   std::unique_ptr<plugin::Preparer> preparer_;
   std::unique_ptr<plugin::PluginServer> server_;
   FakeKubelet kubelet_;
@@ -180,10 +184,53 @@ TEST_F(PluginTest, PreparesWholeGpuWithCdiSpec) {
   EXPECT_EQ(spec["devices"][0]["name"], "uid-whole-gpu-4");
   EXPECT_EQ(spec["devices"][0]["containerEdits"]["deviceNodes"][0]["path"], "/dev/nvidia4");
   EXPECT_THAT(spec["containerEdits"]["env"].dump(), HasSubstr("CUDA_VISIBLE_DEVICES=GPU-"));
+  EXPECT_FALSE(spec["containerEdits"].contains("mounts"));  // no driver files configured
 
   auto un = Unprepare({c});
   EXPECT_EQ(un["uid-whole"].error, "");
   EXPECT_TRUE(CdiSpec("uid-whole").is_null());
+}
+
+TEST_F(PluginTest, CdiSpecMountsTheDriverFilesForEveryClaim) {
+  Shutdown();
+  server_.reset();
+  preparer_.reset();
+  // A driver container's root as the plugin sees it; the host sees it at /run/nvidia/driver.
+  const std::string lib = plugin::LibraryDirs().front();
+  WriteFile(dir_ / ("driver/" + lib + "/libcuda.so.550.54.15"), "elf");
+  std::filesystem::create_symlink("libcuda.so.550.54.15",
+                                  dir_ / ("driver/" + lib + "/libcuda.so.1"));
+  WriteFile(dir_ / "driver/usr/bin/nvidia-smi", "elf");
+  driver_files_ = std::make_unique<plugin::DriverFiles>(plugin::DriverFilesOptions{
+      .driver_root = dir_ / "driver", .host_driver_root = "/run/nvidia/driver"});
+  ASSERT_TRUE(driver_files_->Refresh().ok());
+  Boot(kGpus);
+
+  const nlohmann::json options = {"ro", "nosuid", "nodev", "rbind", "rprivate"};
+  const nlohmann::json mounts = {
+      {{"hostPath", "/run/nvidia/driver/" + lib + "/libcuda.so.550.54.15"},
+       {"containerPath", "/" + lib + "/libcuda.so.1"},
+       {"options", options}},
+      {{"hostPath", "/run/nvidia/driver/usr/bin/nvidia-smi"},
+       {"containerPath", "/usr/bin/nvidia-smi"},
+       {"options", options}}};
+  KubeletClaim whole = Claim("whole", "uid-whole", {{.device = "gpu-4"}});
+  KubeletClaim mig = Claim("mig", "uid-mig", {{.device = "gpu-1-mig-3g40gb-p4"}});
+  auto replies = Prepare({whole, mig});
+  ASSERT_EQ(replies["uid-whole"].error, "");
+  ASSERT_EQ(replies["uid-mig"].error, "");
+  for (const char* uid : {"uid-whole", "uid-mig"}) {
+    const nlohmann::json spec = CdiSpec(uid);
+    ASSERT_FALSE(spec.is_null()) << uid;
+    EXPECT_EQ(spec["containerEdits"]["mounts"], mounts) << uid;
+    EXPECT_THAT(spec["containerEdits"]["env"].dump(), HasSubstr("NVIDIA_VISIBLE_DEVICES=void"));
+    // The claim-level edits carry the files once; the devices carry only their own nodes.
+    EXPECT_FALSE(spec["devices"][0]["containerEdits"].contains("mounts")) << uid;
+  }
+  // The spec reads back whole (the checkpoint can be rebuilt from it).
+  absl::StatusOr<plugin::CdiClaimSpec> read = cdi_->Read("uid-whole");
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->common.mounts, driver_files_->Mounts());
 }
 
 TEST_F(PluginTest, MigDeviceIsCreatedAtItsPlacementAndDestroyedOnUnprepare) {

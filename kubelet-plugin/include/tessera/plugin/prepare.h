@@ -40,6 +40,7 @@
 #include "tessera/plugin/cdi.h"
 #include "tessera/plugin/checkpoint.h"
 #include "tessera/plugin/device_nodes.h"
+#include "tessera/plugin/driver_files.h"
 #include "tessera/plugin/gpu_backend.h"
 #include "tessera/plugin/mps.h"
 
@@ -87,6 +88,9 @@ struct PreparerOptions {
   std::string lock_dir{};   // per-GPU lock files; empty: in-process locks only
   // Where MPS clients see the daemon's pipe directory.
   std::string mps_container_pipe_dir = "/tmp/nvidia-mps";
+  // The driver's user-space files, mounted into the containers of every claim (the spec's
+  // claim-level edits); null: none. Only read on the prepare path, never scanned there.
+  const DriverFiles* driver_files = nullptr;
 };
 
 class Preparer {
