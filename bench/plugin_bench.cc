@@ -1,21 +1,26 @@
 // plugin-bench: the kubelet plugin's targets (issue #6), measured through the real binary over real
 // unix sockets and gRPC, with the fake GPU backend and a loopback stand-in for the API server.
 //
-//   prepare-latency   64 claims prepared concurrently (one kubelet connection each), zero
-//                     actuation latency; p50/p99 over --rounds rounds after one warm-up
-//                     round.                                                 target p99 <= 5 ms
+//   prepare-latency   N claims prepared concurrently (one kubelet connection each) for each N of
+//                     --concurrency (default 1,8,64), zero actuation latency; p50/p99 over
+//                     --rounds rounds after one warm-up round, and every latency measured.
+//                                                                 target p99 <= 5 ms at 64
 //   parallel-mig      500 ms simulated MIG-create latency: 8 claims on 8 GPUs at once versus one
-//                     claim alone.                                            target <= 1.5x
+//                     claim alone (target <= 1.5x), and k = 1..8 claims on k GPUs with the
+//                     plugin's per-GPU locks and with --lock-scope=node (one node-wide lock, as
+//                     NVIDIA's driver serialises prepares).
 //   footprint         RSS with 8 GPUs and 56 prepared claims; start to registered
 //                     (exec to a GetInfo answer).                     targets <= 30 MB, <= 200 ms
 //
-// Prints one JSON object per scenario. Usage: plugin-bench [--rounds N] [--only NAME]
+// Prints one JSON object per scenario.
+// Usage: plugin-bench [--rounds N] [--concurrency 1,8,64] [--only NAME]
 
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <sstream>
 #include <thread>
 
 #include "nlohmann/json.hpp"
@@ -97,7 +102,7 @@ std::vector<double> Concurrently(const PluginProcess& p, const std::vector<Kubel
   return latency;
 }
 
-nlohmann::json PrepareLatency(int rounds) {
+nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
   TempDir dir;
   FakeApiServer api;
   Setup(dir, api,
@@ -106,7 +111,7 @@ nlohmann::json PrepareLatency(int rounds) {
   PluginProcess p(dir, "");
   if (!p.WaitReady()) return {{"scenario", "prepare-latency"}, {"error", "plugin did not start"}};
   std::vector<KubeletClaim> claims;
-  for (int i = 0; i < 64; ++i) claims.push_back(MakeClaim(api, i));
+  for (int i = 0; i < concurrent; ++i) claims.push_back(MakeClaim(api, i));
   std::vector<double> prepare, unprepare;
   int failures = 0;
   // One unmeasured round: the plugin's API-server connections are then open, as on a live node.
@@ -118,16 +123,49 @@ nlohmann::json PrepareLatency(int rounds) {
     l = Concurrently(p, claims, false, &failures);
     unprepare.insert(unprepare.end(), l.begin(), l.end());
   }
+  std::sort(prepare.begin(), prepare.end());
+  std::sort(unprepare.begin(), unprepare.end());
   return {{"scenario", "prepare-latency"},
-          {"concurrent_claims", claims.size()},
+          {"concurrent_claims", concurrent},
           {"rounds", rounds},
           {"failures", failures},
           {"prepare_p50_ms", Percentile(prepare, 0.5)},
+          {"prepare_p90_ms", Percentile(prepare, 0.9)},
           {"prepare_p99_ms", Percentile(prepare, 0.99)},
           {"prepare_max_ms", Percentile(prepare, 1.0)},
           {"unprepare_p50_ms", Percentile(unprepare, 0.5)},
           {"unprepare_p99_ms", Percentile(unprepare, 0.99)},
+          {"prepare_ms", prepare},
+          {"unprepare_ms", unprepare},
           {"target_prepare_p99_ms", 5}};
+}
+
+// k claims on GPUs 0..k-1 at once, for k = 1..8, with the plugin's lock scope `scope`; the wall
+// time of each batch.
+nlohmann::json MigBatches(const std::string& scope) {
+  TempDir dir;
+  FakeApiServer api;
+  Setup(dir, api, "createLatencyMs: 500\ngpus:\n- model: h100-80gb\n  count: 8\n");
+  setenv("TESSERA_LOCK_SCOPE", scope.c_str(), 1);  // the plugin reads its flags from the env too
+  PluginProcess p(dir, "");
+  unsetenv("TESSERA_LOCK_SCOPE");
+  if (!p.WaitReady()) {
+    return {{"lock_scope", scope}, {"error", "plugin did not start (see its log)"}};
+  }
+  nlohmann::json wall = nlohmann::json::array();
+  int failures = 0;
+  for (int k = 1; k <= 8; ++k) {
+    std::vector<KubeletClaim> batch;
+    for (int g = 0; g < k; ++g) batch.push_back(MakeClaim(api, g * 7 + (k % 7)));
+    const auto start = Clock::now();
+    Concurrently(p, batch, true, &failures);
+    wall.push_back(Ms(Clock::now() - start));
+    Concurrently(p, batch, false, &failures);
+  }
+  return {{"lock_scope", scope},
+          {"failures", failures},
+          {"claims", {1, 2, 3, 4, 5, 6, 7, 8}},
+          {"wall_ms", wall}};
 }
 
 nlohmann::json ParallelMig() {
@@ -149,9 +187,11 @@ nlohmann::json ParallelMig() {
   Concurrently(p, eight, true, &failures);
   const double t8 = Ms(Clock::now() - start_eight);
   Concurrently(p, eight, false, &failures);
-  return {{"scenario", "parallel-mig"}, {"create_latency_ms", 500},          {"failures", failures},
-          {"one_claim_ms", t1},         {"eight_claims_8_gpus_ms", t8},      {"ratio", t8 / t1},
-          {"target_ratio", 1.5},        {"node_wide_lock_would_be_ratio", 8}};
+  return {
+      {"scenario", "parallel-mig"},   {"create_latency_ms", 500},
+      {"failures", failures},         {"one_claim_ms", t1},
+      {"eight_claims_8_gpus_ms", t8}, {"ratio", t8 / t1},
+      {"target_ratio", 1.5},          {"by_lock_scope", {MigBatches("gpu"), MigBatches("node")}}};
 }
 
 long RssKiB(pid_t pid) {
@@ -210,21 +250,33 @@ nlohmann::json Footprint() {
 
 int main(int argc, char** argv) {
   int rounds = 10;
+  std::vector<int> concurrency = {1, 8, 64};
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--rounds" && i + 1 < argc) {
       rounds = std::atoi(argv[++i]);
+    } else if (a == "--concurrency" && i + 1 < argc) {
+      concurrency.clear();
+      std::stringstream list(argv[++i]);
+      for (std::string n; std::getline(list, n, ',');) concurrency.push_back(std::atoi(n.c_str()));
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
     } else {
-      std::cerr
-          << "usage: plugin-bench [--rounds N] [--only prepare-latency|parallel-mig|footprint]\n";
+      std::cerr << "usage: plugin-bench [--rounds N] [--concurrency 1,8,64] "
+                   "[--only prepare-latency|parallel-mig|footprint]\n";
       return 2;
     }
   }
-  if (only.empty() || only == "prepare-latency")
-    std::cout << PrepareLatency(rounds).dump() << std::endl;
+  for (int c : concurrency) {
+    if (c < 1 || c > 64) {
+      std::cerr << "plugin-bench: --concurrency " << c << " is not in 1..64\n";
+      return 2;
+    }
+  }
+  if (only.empty() || only == "prepare-latency") {
+    for (int c : concurrency) std::cout << PrepareLatencyAt(c, rounds).dump() << std::endl;
+  }
   if (only.empty() || only == "parallel-mig") std::cout << ParallelMig().dump() << std::endl;
   if (only.empty() || only == "footprint") std::cout << Footprint().dump() << std::endl;
   return 0;
