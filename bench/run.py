@@ -116,7 +116,7 @@ def run_json_lines(argv, env=None, timeout=3600):
 def bench_sim(quick):
     started = time.time()
     loads = [0.6, 0.8, 1.0] if quick else [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]
-    seeds = [1] if quick else [1, 2, 3]
+    seeds = [1] if quick else [1, 2, 3, 4, 5]
     count = "5000" if quick else "20000"
     openb = OPENB if os.path.exists(OPENB) else OPENB_FALLBACK
     traces = {
