@@ -176,6 +176,9 @@ int Serve(Flags f) {
 
   plugin::PluginMetrics metrics;
   metrics.Update(checkpoint->get()->All());
+  metrics.set_memory_sampler([gpus = backend->get()](int gpu, std::string_view uuid) {
+    return gpus->MemoryUsed(gpu, uuid);
+  });
   plugin::PluginServer server({.driver_name = f.driver_name,
                                .registrar_dir = StrCat(f.kubelet_root, "/plugins_registry"),
                                .plugin_dir = f.plugin_dir,

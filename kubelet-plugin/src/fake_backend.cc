@@ -352,6 +352,19 @@ absl::Status FakeGpuBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval 
   return Save();
 }
 
+absl::StatusOr<std::int64_t> FakeGpuBackend::MemoryUsed(int gpu_index, std::string_view uuid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (gpu_index >= 0 && gpu_index < static_cast<int>(gpus_.size())) {
+    const FakeGpu& gpu = gpus_[gpu_index];
+    if (gpu.uuid == uuid) return 0;
+    for (const FakeInstance& i : gpu.instances) {
+      if (i.uuid == uuid) return 0;
+    }
+  }
+  return NvmlStatus(NvmlError::kNotFound, StrCat("nvmlDeviceGetMemoryInfo(GPU ", gpu_index, ")"),
+                    StrCat("no device ", uuid));
+}
+
 absl::Status FakeGpuBackend::SetHealth(int gpu_index, api::HealthState health,
                                        std::string message) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -16,6 +16,7 @@ struct PluginMetrics::Families {
   prometheus::Family<prometheus::Gauge>& devices;
   prometheus::Family<prometheus::Gauge>& memory_limit;
   prometheus::Family<prometheus::Gauge>& compute_limit;
+  prometheus::Family<prometheus::Gauge>& memory_used;
 };
 
 PluginMetrics::PluginMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -44,6 +45,11 @@ PluginMetrics::PluginMetrics() : registry_(std::make_shared<prometheus::Registry
       prometheus::BuildGauge()
           .Name("tessera_plugin_claim_compute_limit_percent")
           .Help("MPS active thread percentage of a prepared claim's device")
+          .Register(*registry_),
+      prometheus::BuildGauge()
+          .Name("tessera_plugin_claim_memory_used_bytes")
+          .Help("Device memory in use on a prepared claim's GPU or MIG instance (shared=true: "
+                "the whole device, which other claims share)")
           .Register(*registry_),
   });
   for (const char* kind : {"whole", "mig", "mps", "timeslice"}) f_->devices.Add({{"kind", kind}});
@@ -78,6 +84,7 @@ void PluginMetrics::Update(const std::vector<ClaimRecord>& records) {
     f_->compute_limit.Remove(&f_->compute_limit.Add(labels));
   }
   claim_labels_.clear();
+  memory_targets_.clear();
   for (const ClaimRecord& r : records) {
     if (r.phase != ClaimPhase::kPrepared) continue;
     for (const PreparedDevice& d : r.devices) {
@@ -100,12 +107,38 @@ void PluginMetrics::Update(const std::vector<ClaimRecord>& records) {
         any = true;
       }
       if (any) claim_labels_.push_back(labels);
+      std::map<std::string, std::string> memory_labels = labels;
+      memory_labels["shared"] = d.sharing == ShareStrategy::kNone ? "false" : "true";
+      memory_targets_.push_back({.labels = std::move(memory_labels),
+                                 .gpu = d.gpu,
+                                 .uuid = d.mig ? d.mig->uuid : d.gpu_uuid});
     }
   }
   for (const auto& [kind, n] : kinds) f_->devices.Add({{"kind", kind}}).Set(n);
 }
 
-std::string PluginMetrics::Render() const {
+void PluginMetrics::set_memory_sampler(MemorySampler sampler) {
+  std::lock_guard<std::mutex> lock(mu_);
+  memory_sampler_ = std::move(sampler);
+}
+
+std::string PluginMetrics::Render() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& labels : memory_series_) {
+      f_->memory_used.Remove(&f_->memory_used.Add(labels));
+    }
+    memory_series_.clear();
+    if (memory_sampler_) {
+      for (const MemoryTarget& t : memory_targets_) {
+        if (t.uuid.empty()) continue;
+        absl::StatusOr<std::int64_t> used = memory_sampler_(t.gpu, t.uuid);
+        if (!used.ok()) continue;  // gone meanwhile, or a backend that cannot tell
+        f_->memory_used.Add(t.labels).Set(static_cast<double>(*used));
+        memory_series_.push_back(t.labels);
+      }
+    }
+  }
   prometheus::TextSerializer serializer;
   return serializer.Serialize(registry_->Collect());
 }

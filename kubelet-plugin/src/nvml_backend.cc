@@ -388,6 +388,50 @@ absl::Status NvmlBackend::DestroyMigInstance(int gpu_index, int gi_id) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::int64_t> NvmlBackend::MemoryUsed(int gpu_index, std::string_view uuid) {
+  const std::string where = StrCat("(GPU ", gpu_index, ")");
+  absl::StatusOr<const Gpu*> gpu = FindGpu(gpu_index, StrCat("nvmlDeviceGetMemoryInfo", where));
+  if (!gpu.ok()) return gpu.status();
+  const NvmlFunctions& f = library_->fn();
+  nvml::Device device = nullptr;
+  if ((*gpu)->uuid == uuid) {
+    device = (*gpu)->handle;
+  } else {
+    // A MIG device: walk the GPU's MIG device handles for the one with this UUID.
+    if (f.device_get_max_mig_device_count == nullptr ||
+        f.device_get_mig_device_handle_by_index == nullptr) {
+      return library_->Missing("nvmlDeviceGetMigDeviceHandleByIndex",
+                               StrCat("nvmlDeviceGetMemoryInfo", where));
+    }
+    unsigned int max = 0;
+    if (nvml::Return r = f.device_get_max_mig_device_count((*gpu)->handle, &max);
+        r != nvml::kSuccess) {
+      return library_->Error(r, StrCat("nvmlDeviceGetMaxMigDeviceCount", where));
+    }
+    for (unsigned int i = 0; i < max && device == nullptr; ++i) {
+      nvml::Device mig = nullptr;
+      if (f.device_get_mig_device_handle_by_index((*gpu)->handle, i, &mig) != nvml::kSuccess) {
+        continue;  // an empty index, or one that went away meanwhile
+      }
+      char buf[nvml::kDeviceUuidV2BufferSize] = {};
+      if (f.device_get_uuid(mig, buf, sizeof(buf)) == nvml::kSuccess &&
+          FromNvmlBuffer(buf, sizeof(buf)) == uuid) {
+        device = mig;
+      }
+    }
+    if (device == nullptr) {
+      return NvmlStatus(NvmlError::kNotFound, StrCat("nvmlDeviceGetMemoryInfo", where),
+                        StrCat("no MIG device ", uuid));
+    }
+  }
+  nvml::Memory memory;
+  std::memset(&memory, 0, sizeof(memory));
+  if (nvml::Return r = f.device_get_memory_info(device, &memory); r != nvml::kSuccess) {
+    return library_->Error(r, StrCat("nvmlDeviceGetMemoryInfo(", uuid, ")"));
+  }
+  return static_cast<std::int64_t>(memory.used);
+}
+
 absl::Status NvmlBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval interval) {
   const std::string smi =
       options_.nvidia_smi_path.empty()

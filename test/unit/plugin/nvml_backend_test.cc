@@ -292,6 +292,29 @@ TEST_F(NvmlBackendTest, CreatesAtThePlacementAndDiscoverShowsIt) {
   EXPECT_EQ(h100.mig_instances[0], expected);
 }
 
+TEST_F(NvmlBackendTest, MemoryUsedOfTheGpuAndOfOneMigInstance) {
+  std::unique_ptr<NvmlBackend> b = Open();
+  ASSERT_NE(b, nullptr);
+  absl::StatusOr<api::MigInstanceInfo> first = b->CreateMigInstance(0, k1g10gb, {6, 1});
+  absl::StatusOr<api::MigInstanceInfo> second = b->CreateMigInstance(0, k3g40gb, {0, 4});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  // The stub reports 512 MiB on a GPU and 64 MiB per GI ID on a MIG device.
+  absl::StatusOr<std::int64_t> used = b->MemoryUsed(0, Gpu(*b, 0).uuid);
+  ASSERT_TRUE(used.ok()) << used.status();
+  EXPECT_EQ(*used, 512 << 20);
+  used = b->MemoryUsed(0, second->uuid);
+  ASSERT_TRUE(used.ok()) << used.status();
+  EXPECT_EQ(*used, second->gpu_instance_id * (64 << 20));
+  used = b->MemoryUsed(0, first->uuid);
+  ASSERT_TRUE(used.ok()) << used.status();
+  EXPECT_EQ(*used, first->gpu_instance_id * (64 << 20));
+  used = b->MemoryUsed(0, "MIG-not-there");
+  EXPECT_EQ(NvmlErrorOf(used.status()), NvmlError::kNotFound) << used.status();
+  EXPECT_THAT(std::string(used.status().message()), HasSubstr("MIG-not-there"));
+  EXPECT_FALSE(b->MemoryUsed(7, "GPU-x").ok());
+}
+
 TEST_F(NvmlBackendTest, TakesTheUuidFromTheComputeInstanceHandleWhenItIsTheMigDevice) {
   stub_.set_ci_info_device_is_mig(1);
   std::unique_ptr<NvmlBackend> b = Open();

@@ -481,6 +481,15 @@ nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char* uuid, unsigned int length) 
 
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t* memory) {
   Lock lock(S().mu);
+  if (d != nullptr && d->is_mig) {  // the instance's memory; 64 MiB per GI ID in use
+    if (S().init_count == 0) return NVML_ERROR_UNINITIALIZED;
+    const nvmlGpuInstance_st& gi = S().gis[d->gpu][d->gi];
+    if (!gi.alive || !gi.cis[d->ci].alive) return NVML_ERROR_INVALID_ARGUMENT;
+    memory->total = gi.profile->memory_mib << 20;
+    memory->used = static_cast<unsigned long long>(gi.id) * (64ull << 20);
+    memory->free = memory->total - memory->used;
+    return NVML_SUCCESS;
+  }
   if (nvmlReturn_t r = CheckGpu(d); r != NVML_SUCCESS) return r;
   memory->total = Spec(d->gpu).memory_bytes;
   memory->used = 512ull << 20;

@@ -72,6 +72,8 @@ class FakeGpuBackend : public GpuBackend {
                                                          api::Placement placement) override;
   absl::Status DestroyMigInstance(int gpu, int gi_id) override;
   absl::Status SetTimeSlice(int gpu, api::TimeSliceInterval interval) override;
+  // Nothing runs on a simulated GPU: 0 for the GPU's UUID and its instances' UUIDs.
+  absl::StatusOr<std::int64_t> MemoryUsed(int gpu, std::string_view uuid) override;
 
   // Test hooks.
   // What Discover reports as the GPU's health (an Xid or a lost GPU on a real node).

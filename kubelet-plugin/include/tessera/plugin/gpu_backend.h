@@ -10,6 +10,7 @@
 // retry later, never force). Calls for different GPUs may run concurrently; the caller serialises
 // calls for one GPU.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,6 +69,11 @@ class GpuBackend {
   // The GPU's time-slice interval between CUDA contexts (`nvidia-smi compute-policy
   // --set-timeslice`; NVML has no call for it). Per physical GPU, also in MIG mode.
   virtual absl::Status SetTimeSlice(int gpu, api::TimeSliceInterval interval) = 0;
+
+  // Bytes of device memory in use now on GPU `gpu` when `uuid` is its UUID, or on its MIG
+  // instance `uuid` (a MIG UUID): every process on it together. NotFound for a UUID that is not
+  // there. Cheap enough to call at every metrics scrape.
+  virtual absl::StatusOr<std::int64_t> MemoryUsed(int gpu, std::string_view uuid) = 0;
 };
 
 }  // namespace tessera::plugin

@@ -78,6 +78,9 @@ class NvmlBackend : public GpuBackend {
   // Runs `<nvidia-smi> compute-policy -i <GPU UUID> --set-timeslice <0..3>` (no shell); the error
   // names the command, its exit code and its output.
   absl::Status SetTimeSlice(int gpu, api::TimeSliceInterval interval) override;
+  // nvmlDeviceGetMemoryInfo on the GPU's handle, or on the handle of its MIG device with that UUID
+  // (found through nvmlDeviceGetMigDeviceHandleByIndex).
+  absl::StatusOr<std::int64_t> MemoryUsed(int gpu, std::string_view uuid) override;
 
   // OK when the driver's library has what creating MIG instances at a placement needs, else
   // NOT_SUPPORTED naming the missing symbol.
