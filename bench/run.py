@@ -151,8 +151,9 @@ def bench_sim(quick):
                                  "mig_creates": mean("mig_creates"), "seeds": len(rs)})
             log(f"sim: {trace} done")
     command = (f"tessera-sim --cluster {CLUSTER} --gpus-per-node 8 --node-choice spread --policy P "
-               f"--trace T for T from `tessera-sim openb {rel(openb)} --arrivals poisson` and "
-               f"`tessera-sim gen-trace --mix inference|mixed --count {count}`, loads {loads}, seeds {seeds}")
+               f"--trace T --json, T from 'tessera-sim openb {rel(openb)} --arrivals poisson' and "
+               f"'tessera-sim gen-trace --mix inference|mixed --count {count}' at each load {loads} "
+               f"and seed {seeds}")
     save("sim-blocking", command, {"cluster": CLUSTER, "gpus_per_node": 8, "openb_file": rel(openb),
                                    "loads": loads, "seeds": seeds, "rows": rows}, started)
 
@@ -236,7 +237,7 @@ def gnuplot(name, script, data_files):
 
 def figure_caption(doc):
     return (f"*Machine: {machine_text(doc['machine'])}. Date: {doc['date']}, commit {doc['commit']}. "
-            f"Command: `{doc['command']}`.*")
+            f"Command: `` {doc['command']} ``.*")
 
 
 def subtitle(doc):
