@@ -54,6 +54,7 @@ struct Flags {
   tessera::tools::CommonFlags common;  // address defaults are set in main
   std::string pod_uid;
   int heartbeat_seconds = 10;
+  std::string lock_scope = "gpu";
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
 };
 
@@ -95,6 +96,11 @@ int Serve(Flags f) {
   if (f.node_name.empty()) return Fail(absl::InvalidArgumentError("--node-name is required"));
   if (f.plugin_dir.empty()) f.plugin_dir = StrCat(f.kubelet_root, "/plugins/", f.driver_name);
   if (f.data_dir.empty()) f.data_dir = f.plugin_dir;
+  absl::StatusOr<plugin::LockScope> lock_scope = plugin::ParseLockScope(f.lock_scope);
+  if (!lock_scope.ok()) {
+    return Fail(absl::InvalidArgumentError(
+        StrCat("--lock-scope (TESSERA_LOCK_SCOPE): ", lock_scope.status().message())));
+  }
   std::error_code ec;
   std::filesystem::create_directories(f.data_dir, ec);
   if (ec)
@@ -121,6 +127,8 @@ int Serve(Flags f) {
   }
 
   plugin::CdiWriter cdi(f.cdi_root);
+  // A spec, like a checkpoint record, matters only within its boot (see checkpoint.h).
+  cdi.set_sync(checkpoint->get()->sync());
   absl::StatusOr<plugin::DeviceNodes> nodes = plugin::DeviceNodes::Load(f.host_root);
   if (!nodes.ok()) return Fail(nodes.status());
 
@@ -159,6 +167,7 @@ int Serve(Flags f) {
   plugin::Preparer preparer({.driver_name = f.driver_name,
                              .node_name = f.node_name,
                              .lock_dir = StrCat(f.data_dir, "/locks"),
+                             .lock_scope = *lock_scope,
                              .driver_files = &driver_files},
                             **backend, **checkpoint, cdi, *nodes, mps.get(), claims);
   absl::StatusOr<plugin::ReconcileReport> reconciled = preparer.Start();
@@ -175,7 +184,6 @@ int Serve(Flags f) {
   for (const auto& id : reconciled->stray_mps) spdlog::info("stopped stray MPS daemon {}", id);
 
   plugin::PluginMetrics metrics;
-  metrics.Update(checkpoint->get()->All());
   metrics.set_memory_sampler([gpus = backend->get()](int gpu, std::string_view uuid) {
     return gpus->MemoryUsed(gpu, uuid);
   });
@@ -190,9 +198,10 @@ int Serve(Flags f) {
        .plugin_version = tessera::tools::Version(),
        .heartbeat = std::chrono::seconds(std::max(1, f.heartbeat_seconds))});
   plugin::CheckpointStore* store = checkpoint->get();
-  // After every prepare or unprepare: gauges, inventory and health follow the claims.
+  // After every prepare or unprepare: inventory and health follow the claims. The gauges are
+  // brought up to date when they are scraped, so a burst of prepares does not rebuild them once
+  // per claim.
   auto claims_changed = [&] {
-    metrics.Update(store->All());
     inventory.Changed();
     server.HealthChanged();
   };
@@ -212,6 +221,7 @@ int Serve(Flags f) {
 
   tessera::tools::HttpEndpoints http;
   http.Handle("/metrics", [&] {
+    metrics.Update(store->All());
     return tessera::tools::HttpReply{
         .status = 200, .body = metrics.Render(), .content_type = "text/plain; version=0.0.4"};
   });
@@ -294,6 +304,12 @@ int main(int argc, char** argv) {
       ->envname("POD_UID");
   app.add_option("--heartbeat-seconds", f.heartbeat_seconds, "GpuInventory heartbeat period")
       ->envname("TESSERA_HEARTBEAT_SECONDS")
+      ->capture_default_str();
+  app.add_option("--lock-scope", f.lock_scope,
+                 "gpu: claims on different GPUs prepare in parallel; node: one node-wide lock for "
+                 "the whole prepare/unprepare of every claim, as NVIDIA's DRA driver serialises "
+                 "(only for benchmarks that compare the two)")
+      ->envname("TESSERA_LOCK_SCOPE")
       ->capture_default_str();
   app.add_option("--boot-id-file", f.boot_id_file, "the node's boot ID")
       ->envname("TESSERA_BOOT_ID_FILE")

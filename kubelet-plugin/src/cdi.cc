@@ -437,7 +437,7 @@ absl::Status CdiWriter::Write(std::string_view claim_uid, const CdiClaimSpec& sp
   if (absl::StatusOr<std::string> old = ReadWholeFile(path); old.ok() && *old == text) {
     return absl::OkStatus();
   }
-  return WriteFileAtomically(path, text, 0644);
+  return WriteFileAtomically(path, text, 0644, sync_);
 }
 
 absl::Status CdiWriter::Remove(std::string_view claim_uid) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "spdlog/spdlog.h"
@@ -19,11 +20,10 @@
 namespace tessera::plugin {
 
 // One GPU of the node: what Discover said at Start(), and the MIG instances as this plugin knows
-// them (refreshed from the backend when in doubt). `mu` is the in-process half of the GPU lock.
+// them (refreshed from the backend when in doubt).
 struct Preparer::Gpu {
   api::GpuInfo info;
   partitioner::GpuModel model;
-  std::mutex mu;
   std::vector<api::MigInstanceInfo> instances;  // guarded by holding the GPU lock
 };
 
@@ -35,14 +35,17 @@ struct Preparer::Plan {
 };
 
 // The locks of a set of GPUs, taken in index order: a mutex for the threads of this process and an
-// flock for a second plugin process (rolling update).
+// flock for a second plugin process (rolling update). Index gpus.size() is the node-wide lock of
+// LockScope::kNode.
 class Preparer::GpuLocks {
  public:
-  GpuLocks(const std::vector<std::unique_ptr<Gpu>>& gpus, const std::string& dir) : gpus_(gpus) {
-    for (const auto& g : gpus) {
+  GpuLocks(const std::vector<std::unique_ptr<Gpu>>& gpus, const std::string& dir)
+      : mus_(gpus.size() + 1) {
+    for (std::size_t i = 0; i <= gpus.size(); ++i) {
       int fd = -1;
       if (!dir.empty()) {
-        const std::string path = StrCat(dir, "/gpu-", g->info.uuid, ".lock");
+        const std::string path = i < gpus.size() ? StrCat(dir, "/gpu-", gpus[i]->info.uuid, ".lock")
+                                                 : StrCat(dir, "/node.lock");
         fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0) spdlog::warn("lock file {}: {}; in-process lock only", path, strerror(errno));
       }
@@ -54,24 +57,25 @@ class Preparer::GpuLocks {
       if (fd >= 0) ::close(fd);
     }
   }
+  int node() const { return static_cast<int>(fds_.size()) - 1; }
 
   class Held {
    public:
-    Held(GpuLocks& locks, std::vector<int> gpus) : locks_(locks), gpus_(std::move(gpus)) {
-      std::sort(gpus_.begin(), gpus_.end());
-      gpus_.erase(std::unique(gpus_.begin(), gpus_.end()), gpus_.end());
-      for (int g : gpus_) {
-        locks_.gpus_[g]->mu.lock();
-        if (locks_.fds_[g] >= 0) {
-          while (::flock(locks_.fds_[g], LOCK_EX) != 0 && errno == EINTR) {
+    Held(GpuLocks& locks, std::vector<int> ids) : locks_(locks), ids_(std::move(ids)) {
+      std::sort(ids_.begin(), ids_.end());
+      ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+      for (int i : ids_) {
+        locks_.mus_[i].lock();
+        if (locks_.fds_[i] >= 0) {
+          while (::flock(locks_.fds_[i], LOCK_EX) != 0 && errno == EINTR) {
           }
         }
       }
     }
     ~Held() {
-      for (auto it = gpus_.rbegin(); it != gpus_.rend(); ++it) {
+      for (auto it = ids_.rbegin(); it != ids_.rend(); ++it) {
         if (locks_.fds_[*it] >= 0) ::flock(locks_.fds_[*it], LOCK_UN);
-        locks_.gpus_[*it]->mu.unlock();
+        locks_.mus_[*it].unlock();
       }
     }
     Held(const Held&) = delete;
@@ -79,13 +83,19 @@ class Preparer::GpuLocks {
 
    private:
     GpuLocks& locks_;
-    std::vector<int> gpus_;
+    std::vector<int> ids_;
   };
 
  private:
-  const std::vector<std::unique_ptr<Gpu>>& gpus_;
+  std::vector<std::mutex> mus_;
   std::vector<int> fds_;
 };
+
+absl::StatusOr<LockScope> ParseLockScope(std::string_view text) {
+  if (text == "gpu") return LockScope::kGpu;
+  if (text == "node") return LockScope::kNode;
+  return absl::InvalidArgumentError(StrCat("\"", text, "\" is not one of gpu, node"));
+}
 
 namespace {
 
@@ -163,10 +173,15 @@ std::shared_ptr<std::mutex> Preparer::ClaimMutex(const std::string& uid) {
   return m;
 }
 
-std::vector<ClaimRecord> Preparer::OthersThan(const std::string& uid) const {
-  std::vector<ClaimRecord> all = checkpoint_.All();
-  std::erase_if(all, [&](const ClaimRecord& r) { return r.uid == uid; });
+std::vector<CheckpointStore::RecordPtr> Preparer::OthersThan(const std::string& uid) const {
+  std::vector<CheckpointStore::RecordPtr> all = checkpoint_.Snapshot();
+  std::erase_if(all, [&](const CheckpointStore::RecordPtr& r) { return r->uid == uid; });
   return all;
+}
+
+std::vector<int> Preparer::LockIds(std::vector<int> gpus) const {
+  if (options_.lock_scope == LockScope::kNode) return {locks_->node()};
+  return gpus;
 }
 
 std::vector<int> Preparer::GpusOf(const ClaimRecord& record) const {
@@ -308,12 +323,16 @@ PrepareResult Preparer::PrepareOne(const ClaimRef& ref) {
                      .name = ref.name,
                      .phase = ClaimPhase::kPreparing,
                      .devices = {}};
+  // LockScope::kNode: one lock around everything that follows, rollback included.
+  std::optional<GpuLocks::Held> node_held;
+  if (options_.lock_scope == LockScope::kNode) node_held.emplace(*locks_, LockIds(gpus));
   absl::Status s;
   {
     // The GPUs are held while the partition changes: intent, MIG instance, MPS daemon, time
     // slice. The CDI spec and the final record concern this claim alone and are written after
     // the lock is released, so the next claim on the GPU does not wait for those disk writes.
-    GpuLocks::Held held(*locks_, gpus);
+    std::optional<GpuLocks::Held> held;
+    if (!node_held) held.emplace(*locks_, LockIds(gpus));
     // A half-done attempt of this process (its rollback failed) is undone first.
     if (std::optional<ClaimRecord> stale = checkpoint_.Get(ref.uid)) {
       if (absl::Status undo = Release(*stale, false); !undo.ok()) {
@@ -330,7 +349,8 @@ PrepareResult Preparer::PrepareOne(const ClaimRef& ref) {
     spdlog::info("{}: prepared {} device(s)", Describe(ref), record.devices.size());
     return {.devices = record.devices, .error = "", .reason = ""};
   }
-  GpuLocks::Held held(*locks_, gpus);
+  std::optional<GpuLocks::Held> held;
+  if (!node_held) held.emplace(*locks_, LockIds(gpus));
   const std::string reason = absl::IsFailedPrecondition(s) ? "conflict" : "actuation";
   spdlog::warn("{}: prepare failed: {}; rolling back", Describe(ref), std::string(s.message()));
   if (absl::Status undo = Release(record, false); !undo.ok()) {
@@ -346,7 +366,7 @@ PrepareResult Preparer::PrepareOne(const ClaimRef& ref) {
 }
 
 absl::Status Preparer::Actuate(ClaimRecord& record, const std::vector<Plan>& plans) {
-  const std::vector<ClaimRecord> others = OthersThan(record.uid);
+  const std::vector<CheckpointStore::RecordPtr> others = OthersThan(record.uid);
   // Intent first: every device with what it will need, before anything happens.
   for (const Plan& p : plans) {
     const Gpu& gpu = *gpus_[p.resolved.gpu];
@@ -399,17 +419,17 @@ absl::Status Preparer::Actuate(ClaimRecord& record, const std::vector<Plan>& pla
     }
     // The last line of defence: never hand out what another claim holds.
     const bool shared = SharedDeviceName(d.device);
-    for (const ClaimRecord& o : others) {
-      for (const PreparedDevice& od : o.devices) {
+    for (const CheckpointStore::RecordPtr& o : others) {
+      for (const PreparedDevice& od : o->devices) {
         if (Conflict(d, od, shared, SharedDeviceName(od.device))) {
           return absl::FailedPreconditionError(
               StrCat("device ", d.device, " conflicts with ", od.device, " prepared for claim ",
-                     o.namespace_, "/", o.name, " (uid ", o.uid, ")"));
+                     o->namespace_, "/", o->name, " (uid ", o->uid, ")"));
         }
         if (d.time_slice && od.time_slice && od.gpu == d.gpu && *od.time_slice != *d.time_slice) {
           return absl::FailedPreconditionError(
               StrCat("GPU ", d.gpu, " runs time-slice interval ", api::ToString(*od.time_slice),
-                     " for claim ", o.namespace_, "/", o.name, "; this claim asks for ",
+                     " for claim ", o->namespace_, "/", o->name, "; this claim asks for ",
                      api::ToString(*d.time_slice)));
         }
       }
@@ -445,7 +465,8 @@ absl::Status Preparer::Commit(ClaimRecord& record) {
 // The MIG half of the intent, decided under the GPU lock: a share device joins the instance other
 // claims already run on, an instance nobody prepared (a static layout, or one an admin made) is
 // adopted and never destroyed, and otherwise tessera will create it (gi_id -1 until it exists).
-void Preparer::PlanMig(const std::vector<ClaimRecord>& others, PreparedDevice& d) const {
+void Preparer::PlanMig(const std::vector<CheckpointStore::RecordPtr>& others,
+                       PreparedDevice& d) const {
   const Gpu& gpu = *gpus_[d.gpu];
   MigRecord& mig = *d.mig;
   for (const api::MigInstanceInfo& i : gpu.instances) {
@@ -454,8 +475,8 @@ void Preparer::PlanMig(const std::vector<ClaimRecord>& others, PreparedDevice& d
     mig.ci_id = i.compute_instance_id;
     mig.uuid = i.uuid;
     mig.created_by_tessera = false;
-    for (const ClaimRecord& o : others) {
-      for (const PreparedDevice& od : o.devices) {
+    for (const CheckpointStore::RecordPtr& o : others) {
+      for (const PreparedDevice& od : o->devices) {
         if (od.gpu == d.gpu && od.mig && od.mig->gi_id == mig.gi_id) {
           mig.created_by_tessera = od.mig->created_by_tessera;
         }
@@ -591,10 +612,12 @@ std::string Preparer::UnprepareOne(const ClaimRef& ref) {
   if (!record) {
     // Unknown: never prepared here, or already unprepared. A CDI spec left by a lost checkpoint
     // must not outlive the claim.
+    std::optional<GpuLocks::Held> node_held;
+    if (options_.lock_scope == LockScope::kNode) node_held.emplace(*locks_, LockIds({}));
     if (absl::Status s = cdi_.Remove(ref.uid); !s.ok()) return std::string(s.message());
     return "";
   }
-  GpuLocks::Held held(*locks_, GpusOf(*record));
+  GpuLocks::Held held(*locks_, LockIds(GpusOf(*record)));
   record->phase = ClaimPhase::kUnpreparing;
   if (absl::Status s = checkpoint_.Put(*record); !s.ok()) return std::string(s.message());
   fault::Reached("unprepare.recorded");
@@ -614,10 +637,10 @@ absl::Status Preparer::Release(ClaimRecord& record, bool crash_points) {
   };
   if (absl::Status s = cdi_.Remove(record.uid); !s.ok()) return s;
   reached("unprepare.cdi-removed");
-  const std::vector<ClaimRecord> others = OthersThan(record.uid);
+  const std::vector<CheckpointStore::RecordPtr> others = OthersThan(record.uid);
   auto used_elsewhere = [&](const std::function<bool(const PreparedDevice&)>& uses) {
-    for (const ClaimRecord& o : others) {
-      for (const PreparedDevice& od : o.devices) {
+    for (const CheckpointStore::RecordPtr& o : others) {
+      for (const PreparedDevice& od : o->devices) {
         if (uses(od)) return true;
       }
     }
@@ -630,8 +653,8 @@ absl::Status Preparer::Release(ClaimRecord& record, bool crash_points) {
       // A claim still preparing on this GPU may be about to use the daemon (its record gets the
       // daemon's UUID only when it is committed): leave the daemon to that claim.
       const bool preparing_nearby = std::any_of(others.begin(), others.end(), [&](const auto& o) {
-        return o.phase == ClaimPhase::kPreparing &&
-               std::any_of(o.devices.begin(), o.devices.end(), [&](const PreparedDevice& od) {
+        return o->phase == ClaimPhase::kPreparing &&
+               std::any_of(o->devices.begin(), o->devices.end(), [&](const PreparedDevice& od) {
                  return od.gpu == d.gpu && od.sharing == ShareStrategy::kMps;
                });
       });

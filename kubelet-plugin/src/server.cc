@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -61,7 +62,8 @@ absl::Status MakeDir(const std::string& dir) {
 }
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(const std::string& socket,
-                                                    const std::vector<grpc::Service*>& services) {
+                                                    const std::vector<grpc::Service*>& services,
+                                                    int idle_threads) {
   if (socket.size() > kMaxSocketPath) {
     return absl::InvalidArgumentError(StrCat("socket path ", socket, " is ", socket.size(),
                                              " bytes; unix sockets allow ", kMaxSocketPath));
@@ -71,6 +73,8 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(const std::string& socket,
         StrCat("remove stale socket ", socket, ": ", std::strerror(errno)));
   }
   grpc::ServerBuilder builder;
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              std::max(1, idle_threads));
   builder.AddListeningPort("unix://" + socket, grpc::InsecureServerCredentials());
   for (grpc::Service* s : services) builder.RegisterService(s);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -316,12 +320,14 @@ absl::Status PluginServer::Start() {
     dra.push_back(impl_->health_v1.get());
     dra.push_back(impl_->health_v1alpha1.get());
   }
-  absl::StatusOr<std::unique_ptr<grpc::Server>> served = Serve(dra_socket(), dra);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> served =
+      Serve(dra_socket(), dra, options_.idle_threads);
   if (!served.ok()) return served.status();
   dra_server_ = *std::move(served);
   impl_->registrar = std::make_unique<RegistrationService>(*impl_, options_.driver_name,
                                                            dra_socket(), supported_versions());
-  served = Serve(registration_socket(), {impl_->registrar.get()});
+  served =
+      Serve(registration_socket(), {impl_->registrar.get()}, /*idle_threads=*/2);  // gRPC default
   if (!served.ok()) {
     Stop();
     return served.status();

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "tessera/plugin/checkpoint.h"
 #include "tessera/plugin/fault.h"
 #include "tessera/plugin/files.h"
 #include "tessera/plugin/mps.h"
@@ -51,6 +52,16 @@ std::size_t Count(const std::string& dir) {
     if (e.path().filename().string().find(".tmp.") == std::string::npos) ++n;
   }
   return n;
+}
+
+// The claims the checkpoint holds for `boot_id`; only while no plugin runs (opening the store
+// rewrites its journal).
+std::size_t StoredClaims(const TempDir& dir, const std::string& boot_id) {
+  plugin::CheckpointLoadReport report;
+  absl::StatusOr<std::unique_ptr<plugin::CheckpointStore>> store =
+      plugin::CheckpointStore::Open(dir / "data/checkpoint", boot_id, &report);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? (*store)->All().size() : 0;
 }
 
 class CrashTest : public ::testing::TestWithParam<std::string_view> {
@@ -130,8 +141,8 @@ TEST_P(CrashTest, RestartLeavesExactlyTheInstancesOfCompletedClaims) {
     EXPECT_TRUE(Instances(dir_).empty());
     EXPECT_EQ(MpsDaemons(), 0u);
     EXPECT_EQ(Count(dir_ / "cdi"), 0u);
-    EXPECT_EQ(Count(dir_ / "data/checkpoint"), 0u);
   }
+  EXPECT_EQ(StoredClaims(dir_, "boot-1"), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryFaultPoint, CrashTest, ::testing::ValuesIn(plugin::fault::kPoints),
@@ -159,13 +170,38 @@ TEST(RebootTest, PreparedStateOfAnotherBootIsForgotten) {
     std::map<std::string, ClaimReply> out;
     ASSERT_TRUE(k.Prepare({{.namespace_ = "default", .name = "c1", .uid = "uid-c1"}}, &out).ok());
     ASSERT_EQ(out["uid-c1"].error, "");
-    EXPECT_EQ(Count(dir / "data/checkpoint"), 1u);
   }
+  EXPECT_EQ(StoredClaims(dir, "boot-1"), 1u);
   WriteFile(dir / "boot_id", "boot-2\n");
+  {
+    PluginProcess p(dir, "");
+    ASSERT_TRUE(p.WaitReady());
+    EXPECT_EQ(Count(dir / "cdi"), 0u);
+  }
+  EXPECT_EQ(StoredClaims(dir, "boot-1"), 0u);  // the second boot dropped it
+}
+
+TEST(FlagTest, UnknownLockScopeStopsThePluginNamingTheFlagAndTheValues) {
+  TempDir dir;
+  FakeApiServer api;
+  WriteHostProc(dir / "host");
+  WriteFile(dir / "gpus.yaml", "gpus:\n- model: h100-80gb\n  count: 1\n");
+  WriteFile(dir / "boot_id", "boot-1\n");
+  WriteFile(dir / "kubeconfig", api.Kubeconfig());
+  setenv("TESSERA_LOCK_SCOPE", "socket", 1);  // the flag's environment variable
   PluginProcess p(dir, "");
-  ASSERT_TRUE(p.WaitReady());
-  EXPECT_EQ(Count(dir / "data/checkpoint"), 0u);
-  EXPECT_EQ(Count(dir / "cdi"), 0u);
+  unsetenv("TESSERA_LOCK_SCOPE");
+  bool exited = false;
+  for (int i = 0; i < 400 && !exited; ++i) {
+    exited = p.Exited();
+    if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_TRUE(exited);
+  absl::StatusOr<std::string> log = plugin::ReadWholeFile(dir / "plugin.log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_THAT(*log,
+              HasSubstr(R"(--lock-scope (TESSERA_LOCK_SCOPE): "socket" is not one of gpu, node)"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "kubelet/plugins/gpu.tessera.dev/dra.sock"));
 }
 
 }  // namespace

@@ -44,7 +44,8 @@ class PluginTest : public ::testing::Test {
   void SetUp() override { Boot(kGpus); }
   void TearDown() override { Shutdown(); }
 
-  void Boot(const std::string& gpus_yaml, plugin::ServerOptions server_options = {}) {
+  void Boot(const std::string& gpus_yaml, plugin::ServerOptions server_options = {},
+            plugin::LockScope lock_scope = plugin::LockScope::kGpu) {
     WriteHostProc(dir_ / "host");
     absl::StatusOr<plugin::FakeNodeSpec> spec = plugin::ParseFakeNodeSpec(gpus_yaml);
     ASSERT_TRUE(spec.ok()) << spec.status();
@@ -65,6 +66,7 @@ class PluginTest : public ::testing::Test {
         plugin::PreparerOptions{.driver_name = "gpu.tessera.dev",
                                 .node_name = kNode,
                                 .lock_dir = dir_ / "locks",
+                                .lock_scope = lock_scope,
                                 .driver_files = driver_files_.get()},
         *backend_, *store_, *cdi_, *nodes_, mps_.get(), claims_);
     auto reconciled = preparer_->Start();
@@ -522,6 +524,88 @@ TEST_F(PluginTest, ClaimsOnOneGpuAreSerialised) {
   EXPECT_EQ(backend_->max_concurrent_creates(), 1);
 }
 
+// Two claims on GPUs 0 and 1 at once with kCreateMs per MIG create; the wall time of the pair.
+class LockScopeTest : public PluginTest {
+ protected:
+  // Long enough against the overhead of two prepares under TSan (about 0.7 s).
+  static constexpr int kCreateMs = 1200;
+  void SetUp() override {}
+  std::chrono::milliseconds PrepareTwoGpusAtOnce(plugin::LockScope scope) {
+    std::string gpus = kGpus;
+    gpus.replace(gpus.find("createLatencyMs: 0"), 18,
+                 "createLatencyMs: " + std::to_string(kCreateMs));
+    Boot(gpus, {}, scope);
+    EnsureRegistered();
+    std::vector<KubeletClaim> claims;
+    for (int g = 0; g < 2; ++g) {
+      claims.push_back(Claim("scope-" + std::to_string(g), "uid-scope-" + std::to_string(g),
+                             {{.device = "gpu-" + std::to_string(g) + "-mig-7g80gb-p0"}}));
+    }
+    std::vector<std::string> errors(claims.size());
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < claims.size(); ++i) {
+      threads.emplace_back([&, i] {
+        FakeKubelet k;
+        k.Connect(server_->dra_socket(), "v1.DRAPlugin");
+        std::map<std::string, ClaimReply> out;
+        grpc::Status s = k.Prepare({claims[i]}, &out);
+        errors[i] = s.ok() ? out[claims[i].uid].error : s.error_message();
+      });
+    }
+    for (auto& t : threads) t.join();
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    for (const std::string& e : errors) EXPECT_EQ(e, "");
+    EXPECT_EQ(backend_->creates(), 2);
+    return elapsed;
+  }
+};
+
+TEST_F(LockScopeTest, NodeScopeSerialisesClaimsOnDifferentGpus) {
+  const std::chrono::milliseconds elapsed = PrepareTwoGpusAtOnce(plugin::LockScope::kNode);
+  EXPECT_EQ(backend_->max_concurrent_creates(), 1);
+  EXPECT_GE(elapsed.count(), 2 * kCreateMs);  // two creates, one after the other
+  EXPECT_LT(elapsed.count(), 10 * kCreateMs);
+}
+
+TEST_F(LockScopeTest, GpuScopePreparesClaimsOnDifferentGpusInParallel) {
+  const std::chrono::milliseconds elapsed = PrepareTwoGpusAtOnce(plugin::LockScope::kGpu);
+  EXPECT_EQ(backend_->max_concurrent_creates(), 2);
+  EXPECT_GE(elapsed.count(), kCreateMs);
+  EXPECT_LT(elapsed.count(), 2 * kCreateMs);  // one create's time plus overhead, not two
+}
+
+TEST(LockScope, ParsesGpuAndNodeAndNamesTheAllowedValues) {
+  EXPECT_EQ(*plugin::ParseLockScope("gpu"), plugin::LockScope::kGpu);
+  EXPECT_EQ(*plugin::ParseLockScope("node"), plugin::LockScope::kNode);
+  absl::StatusOr<plugin::LockScope> bad = plugin::ParseLockScope("socket");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "\"socket\" is not one of gpu, node");
+}
+
+TEST_F(PluginTest, PluginOfTheJournalFormatTakesOverPerClaimCheckpointFiles) {
+  // A node upgraded from a version that kept one checkpoint file per claim.
+  KubeletClaim c = Claim("upgrade", "uid-upgrade", {{.device = "gpu-3-mig-3g40gb-p0"}});
+  ASSERT_EQ(Prepare({c})["uid-upgrade"].error, "");
+  std::optional<plugin::ClaimRecord> record = store_->Get("uid-upgrade");
+  ASSERT_TRUE(record.has_value());
+  Shutdown();
+  server_.reset();
+  preparer_.reset();
+  store_.reset();
+  std::filesystem::remove(plugin::CheckpointStore::JournalPath(dir_ / "checkpoint"));
+  WriteFile(dir_ / "checkpoint/uid-upgrade.json",
+            plugin::CheckpointStore::Encode(*record, "boot-1"));
+  Boot(kGpus);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "checkpoint/uid-upgrade.json"));
+  EXPECT_EQ(store_->Get("uid-upgrade"), record);
+  EXPECT_EQ(Prepare({c})["uid-upgrade"].error, "");  // already prepared: nothing happens
+  EXPECT_EQ(Instances(3), 1);
+  EXPECT_EQ(Unprepare({c})["uid-upgrade"].error, "");
+  EXPECT_EQ(Instances(3), 0);  // the migrated record knew tessera created the instance
+}
+
 TEST_F(PluginTest, RestartedPluginKeepsPreparedClaimsAndSweepsStrayCdiSpecs) {
   KubeletClaim c = Claim("keep", "uid-keep", {{.device = "gpu-1-mig-3g40gb-p0"}});
   ASSERT_EQ(Prepare({c})["uid-keep"].error, "");
@@ -548,7 +632,9 @@ TEST_F(PluginTest, LostCheckpointIsRebuiltFromTheCdiSpec) {
   Shutdown();
   server_.reset();
   preparer_.reset();
-  WriteFile(dir_ / "checkpoint/uid-rebuild.json", "{\"version\": 1, \"record\": {}, garbage");
+  // A journal whose second line is damaged: copied aside, its claims unknown.
+  WriteFile(plugin::CheckpointStore::JournalPath(dir_ / "checkpoint"),
+            "{\"journal\":\"tessera.dev/claims\",\"version\":1}\n{\"version\": 1, garbage\n");
   Boot(kGpus);
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_ / "checkpoint/corrupt"),
                           std::filesystem::directory_iterator()),

@@ -88,6 +88,14 @@ class CdiWriter {
   const std::string& root() const { return root_; }
   const std::string& kind() const { return kind_; }
 
+  // Whether Write fsyncs the spec and its directory (default: yes). The plugin turns it off when
+  // its checkpoint is scoped to a known boot: a spec only matters within the boot that wrote it
+  // (Start() sweeps the specs of claims it does not hold and restores none of another boot), and
+  // whatever loses an unsynced write ends the boot; /var/run/cdi is usually a tmpfs anyway.
+  // Set before use.
+  void set_sync(bool sync) { sync_ = sync; }
+  bool sync() const { return sync_; }
+
   // <root>/<vendor>-<class>_<claimUID>.json
   std::string SpecPath(std::string_view claim_uid) const;
   // <kind>=<claimUID>-<device>: the ID NodePrepareResources returns.
@@ -127,6 +135,7 @@ class CdiWriter {
   std::string root_;
   std::string kind_;
   std::string file_prefix_;  // "<vendor>-<class>_"
+  bool sync_ = true;
 };
 
 }  // namespace tessera::plugin

@@ -18,8 +18,11 @@
 //
 // Locks are per physical GPU, in-process (mutex) and across processes (flock on
 // <data dir>/locks/gpu-<uuid>.lock, for rolling updates), always taken in GPU index order: claims
-// on different GPUs prepare in parallel. Repeated prepares return the recorded devices without
-// acting; unprepare of an unknown claim succeeds.
+// on different GPUs prepare in parallel. LockScope::kNode replaces them with one node-wide lock
+// (locks/node.lock) held for the whole of every prepare and unprepare after the claim is read,
+// the way NVIDIA's DRA driver serialises; it exists so that a benchmark can compare the two on one
+// binary. Repeated prepares return the recorded devices without acting; unprepare of an unknown
+// claim succeeds.
 //
 // Start() reconciles the checkpoint with the GPUs: half-done prepares are rolled back, half-done
 // unprepares finished, claims whose checkpoint was lost but whose CDI spec survives are restored
@@ -31,6 +34,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -45,6 +49,11 @@
 #include "tessera/plugin/mps.h"
 
 namespace tessera::plugin {
+
+// What one lock covers: the GPUs of a claim (the default), or the whole node for the whole claim.
+enum class LockScope { kGpu, kNode };
+// "gpu" or "node"; InvalidArgument naming the allowed values otherwise.
+absl::StatusOr<LockScope> ParseLockScope(std::string_view text);
 
 // Where claims come from: the API server in production (KubeClaimReader), a map in tests.
 class ClaimReader {
@@ -86,6 +95,7 @@ struct PreparerOptions {
   std::string driver_name = "gpu.tessera.dev";
   std::string node_name{};  // our pool
   std::string lock_dir{};   // per-GPU lock files; empty: in-process locks only
+  LockScope lock_scope = LockScope::kGpu;
   // Where MPS clients see the daemon's pipe directory.
   std::string mps_container_pipe_dir = "/tmp/nvidia-mps";
   // The driver's user-space files, mounted into the containers of every claim (the spec's
@@ -134,15 +144,17 @@ class Preparer {
                                               const api::ResourceClaim& claim) const;
   absl::Status Actuate(ClaimRecord& record, const std::vector<Plan>& plans);
   absl::Status Commit(ClaimRecord& record);
-  void PlanMig(const std::vector<ClaimRecord>& others, PreparedDevice& device) const;
+  void PlanMig(const std::vector<CheckpointStore::RecordPtr>& others, PreparedDevice& device) const;
   absl::Status ActuateMig(ClaimRecord& record, PreparedDevice& device);
   absl::Status ActuateSharing(const ClaimRecord& record, PreparedDevice& device);
   // Undoes everything `record` holds, skipping resources other claims still use. Stops at the
   // first failure (the record then still names what is left).
   absl::Status Release(ClaimRecord& record, bool crash_points);
   absl::Status WriteCdi(const ClaimRecord& record);
-  std::vector<ClaimRecord> OthersThan(const std::string& uid) const;
+  std::vector<CheckpointStore::RecordPtr> OthersThan(const std::string& uid) const;
   std::vector<int> GpusOf(const ClaimRecord& record) const;
+  // The lock indexes that cover `gpus`: the GPUs themselves, or the node lock (LockScope::kNode).
+  std::vector<int> LockIds(std::vector<int> gpus) const;
   std::shared_ptr<std::mutex> ClaimMutex(const std::string& uid);
 
   const PreparerOptions options_;

