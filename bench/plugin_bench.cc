@@ -42,10 +42,7 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 void Setup(const TempDir& dir, FakeApiServer& api, const std::string& gpus_yaml) {
-  WriteHostProc(dir / "host");
-  WriteFile(dir / "gpus.yaml", gpus_yaml);
-  WriteFile(dir / "boot_id", "bench\n");
-  WriteFile(dir / "kubeconfig", api.Kubeconfig());
+  WritePluginFiles(dir, gpus_yaml, api.Kubeconfig(), "bench");
 }
 
 // Claim i: 1g MIG instance (i % 7) on H100 GPU (i / 7) for i < 56, then time-slice shares.

@@ -8,28 +8,6 @@
 namespace tessera::kubectl {
 namespace {
 
-std::string Str(const Json& j, std::initializer_list<const char*> path) {
-  const Json* at = &j;
-  for (const char* key : path) {
-    if (!at->is_object() || !at->contains(key)) return "";
-    at = &(*at)[key];
-  }
-  if (at->is_string()) return at->get<std::string>();
-  if (at->is_number()) return at->dump();
-  return "";
-}
-
-// The value at `path`, or null when any step is missing (never inserts, never asserts).
-const Json& At(const Json& j, std::initializer_list<const char*> path) {
-  static const Json kNull;
-  const Json* at = &j;
-  for (const char* key : path) {
-    if (!at->is_object() || !at->contains(key)) return kNull;
-    at = &(*at)[key];
-  }
-  return *at;
-}
-
 const Json& Arr(const Json& j, const char* key) {
   static const Json kEmpty = Json::array();
   return j.is_object() && j.contains(key) && j[key].is_array() ? j[key] : kEmpty;
@@ -54,7 +32,8 @@ std::vector<Wanted> Requests(const Json& claim) {
              .capacity = {}};
     if (r.value("allocationMode", "") == "All") w.count = "all";
     if (r.contains("count")) w.count = r["count"].dump();
-    for (const Json& s : Arr(r, "selectors")) w.selectors.push_back(Str(s, {"cel", "expression"}));
+    for (const Json& s : Arr(r, "selectors"))
+      w.selectors.push_back(JsonString(s, {"cel", "expression"}));
     if (r.contains("capacity")) {
       const Json requests = r["capacity"].value("requests", Json::object());
       for (const auto& [k, v] : requests.items()) {
@@ -63,7 +42,7 @@ std::vector<Wanted> Requests(const Json& claim) {
     }
     return w;
   };
-  for (const Json& r : Arr(At(claim, {"spec", "devices"}), "requests")) {
+  for (const Json& r : Arr(JsonAt(claim, {"spec", "devices"}), "requests")) {
     const std::string name = r.value("name", "");
     if (r.contains("exactly")) out.push_back(read(name, r["exactly"]));
     for (const Json& sub : Arr(r, "firstAvailable")) {
@@ -76,7 +55,7 @@ std::vector<Wanted> Requests(const Json& claim) {
 // Whether a published device matches the hints of a class and a request.
 bool Matches(const Json& device, const SelectorHints& h) {
   const Json attrs = device.value("attributes", Json::object());
-  auto attr = [&](const char* key) { return Str(attrs, {key, "string"}); };
+  auto attr = [&](const char* key) { return JsonString(attrs, {key, "string"}); };
   if (!h.type.empty() && attr("type") != h.type) return false;
   if (!h.profile.empty() && attr("profile") != h.profile) return false;
   if (!h.profile_class.empty() && attr("profileClass") != h.profile_class) return false;
@@ -90,11 +69,11 @@ void Merge(SelectorHints& into, const SelectorHints& from) {
 }
 
 std::string PodLine(const Json& pod) {
-  std::string line =
-      StrCat("pod ", Str(pod, {"metadata", "name"}), ": ", Str(pod, {"status", "phase"}));
-  const std::string node = Str(pod, {"spec", "nodeName"});
+  std::string line = StrCat("pod ", JsonString(pod, {"metadata", "name"}), ": ",
+                            JsonString(pod, {"status", "phase"}));
+  const std::string node = JsonString(pod, {"spec", "nodeName"});
   if (!node.empty()) line += " on " + node;
-  for (const Json& c : Arr(At(pod, {"status"}), "conditions")) {
+  for (const Json& c : Arr(JsonAt(pod, {"status"}), "conditions")) {
     if (c.value("type", "") == "PodScheduled" && c.value("status", "") == "False") {
       line +=
           StrCat("\n      not scheduled (", c.value("reason", ""), "): ", c.value("message", ""));
@@ -120,8 +99,8 @@ SelectorHints HintsFromCel(const std::string& expression) {
 
 std::string ExplainClaim(const ExplainInput& in) {
   const Json& claim = in.claim;
-  const std::string ns = Str(claim, {"metadata", "namespace"});
-  const std::string name = Str(claim, {"metadata", "name"});
+  const std::string ns = JsonString(claim, {"metadata", "namespace"});
+  const std::string name = JsonString(claim, {"metadata", "name"});
   std::string out = StrCat("claim ", ns, "/", name);
   const bool allocated = claim.contains("status") && claim["status"].contains("allocation");
 
@@ -129,10 +108,10 @@ std::string ExplainClaim(const ExplainInput& in) {
   std::vector<const Json*> pods;
   for (const Json& pod : in.pods) {
     bool uses = false;
-    for (const Json& s : Arr(At(pod, {"status"}), "resourceClaimStatuses")) {
+    for (const Json& s : Arr(JsonAt(pod, {"status"}), "resourceClaimStatuses")) {
       uses |= s.value("resourceClaimName", "") == name;
     }
-    for (const Json& c : Arr(At(pod, {"spec"}), "resourceClaims")) {
+    for (const Json& c : Arr(JsonAt(pod, {"spec"}), "resourceClaims")) {
       uses |= c.value("resourceClaimName", "") == name;
     }
     if (uses) pods.push_back(&pod);
@@ -140,7 +119,7 @@ std::string ExplainClaim(const ExplainInput& in) {
 
   if (allocated) {
     out += ": allocated";
-    const Json& results = Arr(At(claim, {"status", "allocation", "devices"}), "results");
+    const Json& results = Arr(JsonAt(claim, {"status", "allocation", "devices"}), "results");
     out += "\n";
     for (const Json& r : results) {
       const std::string driver = r.value("driver", "");
@@ -178,23 +157,23 @@ std::string ExplainClaim(const ExplainInput& in) {
       }
       if (r.contains("consumedCapacity")) {
         std::vector<std::string> parts;
-        for (const auto& [k, v] : At(r, {"consumedCapacity"}).items()) {
+        for (const auto& [k, v] : JsonAt(r, {"consumedCapacity"}).items()) {
           parts.push_back(StrCat(k, "=", v.is_string() ? v.get<std::string>() : v.dump()));
         }
         out += StrCat("\n    consumed capacity: ", StrJoin(parts, ", "));
       }
       out += "\n";
     }
-    for (const Json& c : Arr(At(claim, {"status", "allocation", "devices"}), "config")) {
+    for (const Json& c : Arr(JsonAt(claim, {"status", "allocation", "devices"}), "config")) {
       if (c.contains("opaque")) {
         out += StrCat("  config (", c.value("source", ""),
-                      "): ", At(c, {"opaque", "parameters"}).dump(), "\n");
+                      "): ", JsonAt(c, {"opaque", "parameters"}).dump(), "\n");
       }
     }
     if (pods.empty()) out += "  no pod uses it now\n";
     for (const Json* pod : pods) {
       out += "  " + PodLine(*pod);
-      if (Str(*pod, {"status", "phase"}) == "Running") {
+      if (JsonString(*pod, {"status", "phase"}) == "Running") {
         out += " (the kubelet prepared the claim)";
       }
       out += "\n";
@@ -213,9 +192,9 @@ std::string ExplainClaim(const ExplainInput& in) {
   std::map<std::string, SelectorHints> class_hints;
   for (const Json& c : in.classes) {
     SelectorHints h;
-    for (const Json& s : Arr(At(c, {"spec"}), "selectors"))
-      Merge(h, HintsFromCel(Str(s, {"cel", "expression"})));
-    class_hints[Str(c, {"metadata", "name"})] = h;
+    for (const Json& s : Arr(JsonAt(c, {"spec"}), "selectors"))
+      Merge(h, HintsFromCel(JsonString(s, {"cel", "expression"})));
+    class_hints[JsonString(c, {"metadata", "name"})] = h;
   }
   for (const Wanted& w : Requests(claim)) {
     out += StrCat("  request ", w.name, ": ", w.count, " device(s) of class ", w.device_class);
@@ -231,9 +210,9 @@ std::string ExplainClaim(const ExplainInput& in) {
     for (const std::string& s : w.selectors) Merge(h, HintsFromCel(s));
     std::map<std::string, std::pair<int, int>> per_node;  // pool -> (published, look free)
     for (const Json& s : in.slices) {
-      if (Str(s, {"spec", "driver"}) != in.driver) continue;
-      const std::string pool = Str(s, {"spec", "pool", "name"});
-      for (const Json& d : Arr(At(s, {"spec"}), "devices")) {
+      if (JsonString(s, {"spec", "driver"}) != in.driver) continue;
+      const std::string pool = JsonString(s, {"spec", "pool", "name"});
+      for (const Json& d : Arr(JsonAt(s, {"spec"}), "devices")) {
         if (!Matches(d, h)) continue;
         auto& [published, free] = per_node[pool];
         ++published;

@@ -33,15 +33,6 @@ std::string Label(std::size_t i) {
 
 std::string ShareName(ShareKind kind) { return kind == ShareKind::kMps ? "mps" : "timeslice"; }
 
-std::string StringAt(const Json& j, std::initializer_list<const char*> path) {
-  const Json* at = &j;
-  for (const char* key : path) {
-    if (!at->is_object() || !at->contains(key)) return "";
-    at = &(*at)[key];
-  }
-  return at->is_string() ? at->get<std::string>() : "";
-}
-
 std::int64_t QuantityBytes(const Json& j) {
   if (!j.is_string()) return 0;
   absl::StatusOr<api::Quantity> q = api::Quantity::Parse(j.get<std::string>());
@@ -67,6 +58,23 @@ struct Row {
 
 }  // namespace
 
+const Json& JsonAt(const Json& j, std::initializer_list<const char*> path) {
+  static const Json kNull;
+  const Json* at = &j;
+  for (const char* key : path) {
+    if (!at->is_object() || !at->contains(key)) return kNull;
+    at = &(*at)[key];
+  }
+  return *at;
+}
+
+std::string JsonString(const Json& j, std::initializer_list<const char*> path) {
+  const Json& at = JsonAt(j, path);
+  if (at.is_string()) return at.get<std::string>();
+  if (at.is_number()) return at.dump();
+  return "";
+}
+
 std::string HumanBytes(std::int64_t bytes) {
   if (bytes <= 0) return "0";
   if (bytes % kGiB == 0) return StrCat(bytes / kGiB, "Gi");
@@ -86,7 +94,7 @@ absl::StatusOr<NodeLayout> BuildNodeLayout(const Json& inventory, const std::vec
   absl::StatusOr<api::GpuInventory> inv = api::ParseGpuInventory(inventory);
   if (!inv.ok()) {
     return absl::InvalidArgumentError(StrCat("GpuInventory ",
-                                             StringAt(inventory, {"metadata", "name"}), ": ",
+                                             JsonString(inventory, {"metadata", "name"}), ": ",
                                              std::string(inv.status().message())));
   }
   NodeLayout out;
@@ -120,8 +128,8 @@ absl::StatusOr<NodeLayout> BuildNodeLayout(const Json& inventory, const std::vec
 
   // What the pool publishes, per GPU.
   for (const Json& s : slices) {
-    if (StringAt(s, {"spec", "driver"}) != driver ||
-        StringAt(s, {"spec", "pool", "name"}) != out.node) {
+    if (JsonString(s, {"spec", "driver"}) != driver ||
+        JsonString(s, {"spec", "pool", "name"}) != out.node) {
       continue;
     }
     const Json devices = s["spec"].value("devices", Json::array());
@@ -132,7 +140,7 @@ absl::StatusOr<NodeLayout> BuildNodeLayout(const Json& inventory, const std::vec
       auto it = rows.find(n->gpu);
       if (it == rows.end()) continue;
       ++out.published_devices;
-      std::string type = StringAt(d, {"attributes", "type", "string"});
+      std::string type = JsonString(d, {"attributes", "type", "string"});
       if (type.empty()) type = n->share ? ShareName(*n->share) : n->mig ? "mig" : "gpu";
       it->second.types.insert(type);
       if (n->mig && n->share) it->second.mig_shares = true;
@@ -142,7 +150,7 @@ absl::StatusOr<NodeLayout> BuildNodeLayout(const Json& inventory, const std::vec
   // The claims' results on this node.
   for (const Json& c : claims) {
     const std::string claim =
-        StrCat(StringAt(c, {"metadata", "namespace"}), "/", StringAt(c, {"metadata", "name"}));
+        StrCat(JsonString(c, {"metadata", "namespace"}), "/", JsonString(c, {"metadata", "name"}));
     const Json* results = nullptr;
     if (c.contains("status") && c["status"].contains("allocation")) {
       results = &c["status"]["allocation"]["devices"]["results"];

@@ -11,6 +11,7 @@
 // Pure functions over JSON, so tests feed them objects and the binary feeds them the live API.
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +42,12 @@ struct ClaimUse {
   std::vector<std::string> pods{};  // reservedFor
   std::string instance_uuid{};      // MIG instance the node reports for the claim
 };
+
+// The value at `path` in `j`, or null when a step is missing (never inserts, never asserts: the
+// objects come from the API and may lack any optional field).
+const Json& JsonAt(const Json& j, std::initializer_list<const char*> path);
+// The string at `path` (a number printed as JSON); "" when missing or of another type.
+std::string JsonString(const Json& j, std::initializer_list<const char*> path);
 
 // A run of cells with one content.
 struct Span {

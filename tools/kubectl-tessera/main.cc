@@ -47,15 +47,21 @@ absl::StatusOr<std::vector<Json>> ListItems(kube::Client& client, const kube::Re
   return std::move(list->items);
 }
 
-// The layouts of `node` (empty: every node with a GpuInventory), sorted by node name.
-absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> Layouts(kube::Client& client,
-                                                                  const std::string& driver,
-                                                                  const std::string& node) {
+// What the layouts are drawn from, read once: the GpuInventory of `node` (empty: of every node),
+// the driver's ResourceSlices and every ResourceClaim.
+struct ApiState {
   std::vector<Json> inventories;
+  std::vector<Json> slices;
+  std::vector<Json> claims;
+};
+
+absl::StatusOr<ApiState> Load(kube::Client& client, const std::string& driver,
+                              const std::string& node) {
+  ApiState state;
   if (node.empty()) {
     absl::StatusOr<std::vector<Json>> all = ListItems(client, resources::kGpuInventories, "");
     if (!all.ok()) return all.status();
-    inventories = std::move(*all);
+    state.inventories = std::move(*all);
   } else {
     absl::StatusOr<Json> one = client.Get(resources::kGpuInventories, "", node);
     if (!one.ok()) {
@@ -63,7 +69,7 @@ absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> Layouts(kube::Client& 
                           StrCat("GpuInventory ", node, ": ", std::string(one.status().message()),
                                  " (is tessera's kubelet plugin running on that node?)"));
     }
-    inventories.push_back(std::move(*one));
+    state.inventories.push_back(std::move(*one));
   }
   kube::ListOptions by_driver{.label_selector = "",
                               .field_selector = "spec.driver=" + driver,
@@ -72,12 +78,20 @@ absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> Layouts(kube::Client& 
   absl::StatusOr<std::vector<Json>> slices =
       ListItems(client, resources::kResourceSlices, "", by_driver);
   if (!slices.ok()) return slices.status();
+  state.slices = std::move(*slices);
   absl::StatusOr<std::vector<Json>> claims = ListItems(client, resources::kResourceClaims, "");
   if (!claims.ok()) return claims.status();
+  state.claims = std::move(*claims);
+  return state;
+}
+
+// The layout of every inventory in `state`, sorted by node name.
+absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> Layouts(const ApiState& state,
+                                                                  const std::string& driver) {
   std::vector<tessera::kubectl::NodeLayout> out;
-  for (const Json& inv : inventories) {
+  for (const Json& inv : state.inventories) {
     absl::StatusOr<tessera::kubectl::NodeLayout> l =
-        tessera::kubectl::BuildNodeLayout(inv, *slices, *claims, driver);
+        tessera::kubectl::BuildNodeLayout(inv, state.slices, state.claims, driver);
     if (!l.ok()) return l.status();
     out.push_back(std::move(*l));
   }
@@ -86,8 +100,9 @@ absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> Layouts(kube::Client& 
 }
 
 int Layout(kube::Client& client, const Flags& f) {
-  absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> layouts =
-      Layouts(client, f.driver, f.node);
+  absl::StatusOr<ApiState> state = Load(client, f.driver, f.node);
+  if (!state.ok()) return Fail(state.status(), "layout");
+  absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> layouts = Layouts(*state, f.driver);
   if (!layouts.ok()) return Fail(layouts.status(), "layout");
   if (layouts->empty()) {
     std::cout << "no GpuInventory in the cluster: tessera's kubelet plugin runs on no node yet\n";
@@ -143,16 +158,11 @@ int Explain(kube::Client& client, const Flags& f) {
   absl::StatusOr<std::vector<Json>> classes = ListItems(client, resources::kDeviceClasses, "");
   if (!classes.ok()) return Fail(classes.status(), "deviceclasses");
   in.classes = std::move(*classes);
-  kube::ListOptions by_driver{.label_selector = "",
-                              .field_selector = "spec.driver=" + f.driver,
-                              .limit = 500,
-                              .resource_version = ""};
-  absl::StatusOr<std::vector<Json>> slices =
-      ListItems(client, resources::kResourceSlices, "", by_driver);
-  if (!slices.ok()) return Fail(slices.status(), "resourceslices");
-  in.slices = std::move(*slices);
-  absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> layouts = Layouts(client, f.driver, "");
+  absl::StatusOr<ApiState> state = Load(client, f.driver, "");
+  if (!state.ok()) return Fail(state.status(), "layout");
+  absl::StatusOr<std::vector<tessera::kubectl::NodeLayout>> layouts = Layouts(*state, f.driver);
   if (!layouts.ok()) return Fail(layouts.status(), "layout");
+  in.slices = std::move(state->slices);
   in.layouts = std::move(*layouts);
   int rc = 0;
   for (const std::string& claim_name : claim_names) {

@@ -67,10 +67,7 @@ std::size_t StoredClaims(const TempDir& dir, const std::string& boot_id) {
 class CrashTest : public ::testing::TestWithParam<std::string_view> {
  protected:
   void SetUp() override {
-    WriteHostProc(dir_ / "host");
-    WriteFile(dir_ / "gpus.yaml", "gpus:\n- model: h100-80gb\n  count: 2\n");
-    WriteFile(dir_ / "boot_id", "boot-1\n");
-    WriteFile(dir_ / "kubeconfig", api_.Kubeconfig());
+    WritePluginFiles(dir_, "gpus:\n- model: h100-80gb\n  count: 2\n", api_.Kubeconfig(), "boot-1");
     // An MPS share inside a dynamically created MIG instance reaches every fault point.
     api_.Put(AllocatedClaim("c1", "uid-c1",
                             {{.device = "gpu-1-mig-3g40gb-p4-mps",
@@ -157,10 +154,7 @@ INSTANTIATE_TEST_SUITE_P(EveryFaultPoint, CrashTest, ::testing::ValuesIn(plugin:
 TEST(RebootTest, PreparedStateOfAnotherBootIsForgotten) {
   TempDir dir;
   FakeApiServer api;
-  WriteHostProc(dir / "host");
-  WriteFile(dir / "gpus.yaml", "gpus:\n- model: h100-80gb\n  count: 1\n");
-  WriteFile(dir / "boot_id", "boot-1\n");
-  WriteFile(dir / "kubeconfig", api.Kubeconfig());
+  WritePluginFiles(dir, "gpus:\n- model: h100-80gb\n  count: 1\n", api.Kubeconfig(), "boot-1");
   api.Put(AllocatedClaim("c1", "uid-c1", {{.device = "gpu-0"}}));
   {
     PluginProcess p(dir, "");
@@ -184,10 +178,7 @@ TEST(RebootTest, PreparedStateOfAnotherBootIsForgotten) {
 TEST(FlagTest, UnknownLockScopeStopsThePluginNamingTheFlagAndTheValues) {
   TempDir dir;
   FakeApiServer api;
-  WriteHostProc(dir / "host");
-  WriteFile(dir / "gpus.yaml", "gpus:\n- model: h100-80gb\n  count: 1\n");
-  WriteFile(dir / "boot_id", "boot-1\n");
-  WriteFile(dir / "kubeconfig", api.Kubeconfig());
+  WritePluginFiles(dir, "gpus:\n- model: h100-80gb\n  count: 1\n", api.Kubeconfig(), "boot-1");
   setenv("TESSERA_LOCK_SCOPE", "socket", 1);  // the flag's environment variable
   PluginProcess p(dir, "");
   unsetenv("TESSERA_LOCK_SCOPE");

@@ -51,6 +51,16 @@ inline void WriteHostProc(const std::string& host_root) {
             "Block devices:\n  8 sd\n");
 }
 
+// What a PluginProcess started on `dir` reads: the host /proc, the fake GPUs, the boot ID and the
+// kubeconfig (of the API stand-in).
+inline void WritePluginFiles(const TempDir& dir, const std::string& gpus_yaml,
+                             const std::string& kubeconfig, const std::string& boot_id) {
+  WriteHostProc(dir / "host");
+  WriteFile(dir / "gpus.yaml", gpus_yaml);
+  WriteFile(dir / "boot_id", boot_id + "\n");
+  WriteFile(dir / "kubeconfig", kubeconfig);
+}
+
 struct Allocation {
   std::string request = "gpu";
   std::string device;

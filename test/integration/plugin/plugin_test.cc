@@ -121,6 +121,23 @@ class PluginTest : public ::testing::Test {
     auto inv = backend_->Discover();
     return inv.ok() ? static_cast<int>(inv->gpus[gpu].mig_instances.size()) : -1;
   }
+  // Prepares every claim at once, one kubelet connection and thread each; the error of each ("" or
+  // the claim's error or the gRPC error).
+  std::vector<std::string> PrepareConcurrently(const std::vector<KubeletClaim>& claims) {
+    std::vector<std::string> errors(claims.size());
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < claims.size(); ++i) {
+      threads.emplace_back([&, i] {
+        FakeKubelet k;
+        k.Connect(server_->dra_socket(), "v1.DRAPlugin");
+        std::map<std::string, ClaimReply> out;
+        grpc::Status s = k.Prepare({claims[i]}, &out);
+        errors[i] = s.ok() ? out[claims[i].uid].error : s.error_message();
+      });
+    }
+    for (auto& t : threads) t.join();
+    return errors;
+  }
 
   TempDir dir_;
   MapClaimReader claims_;
@@ -483,19 +500,7 @@ TEST_F(PluginTest, ClaimsOnDifferentGpusPrepareInParallel) {
     claims.push_back(Claim("par-" + std::to_string(g), "uid-par-" + std::to_string(g),
                            {{.device = "gpu-" + std::to_string(g) + "-mig-7g80gb-p0"}}));
   }
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(claims.size());
-  for (std::size_t i = 0; i < claims.size(); ++i) {
-    threads.emplace_back([&, i] {
-      FakeKubelet k;
-      k.Connect(server_->dra_socket(), "v1.DRAPlugin");
-      std::map<std::string, ClaimReply> out;
-      grpc::Status s = k.Prepare({claims[i]}, &out);
-      errors[i] = s.ok() ? out[claims[i].uid].error : s.error_message();
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (const std::string& e : errors) EXPECT_EQ(e, "");
+  for (const std::string& e : PrepareConcurrently(claims)) EXPECT_EQ(e, "");
   EXPECT_EQ(backend_->creates(), 4);
   EXPECT_GE(backend_->max_concurrent_creates(), 2);
 }
@@ -541,19 +546,8 @@ class LockScopeTest : public PluginTest {
       claims.push_back(Claim("scope-" + std::to_string(g), "uid-scope-" + std::to_string(g),
                              {{.device = "gpu-" + std::to_string(g) + "-mig-7g80gb-p0"}}));
     }
-    std::vector<std::string> errors(claims.size());
     const auto start = std::chrono::steady_clock::now();
-    std::vector<std::thread> threads;
-    for (std::size_t i = 0; i < claims.size(); ++i) {
-      threads.emplace_back([&, i] {
-        FakeKubelet k;
-        k.Connect(server_->dra_socket(), "v1.DRAPlugin");
-        std::map<std::string, ClaimReply> out;
-        grpc::Status s = k.Prepare({claims[i]}, &out);
-        errors[i] = s.ok() ? out[claims[i].uid].error : s.error_message();
-      });
-    }
-    for (auto& t : threads) t.join();
+    const std::vector<std::string> errors = PrepareConcurrently(claims);
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
     for (const std::string& e : errors) EXPECT_EQ(e, "");
