@@ -117,13 +117,10 @@ absl::Status Controller::Start(std::chrono::milliseconds sync_timeout) {
   slices_ = std::make_unique<kube::Informer>(
       client_, kube::InformerOptions{.type = res::kResourceSlices,
                                      .field_selector = StrCat("spec.driver=", options_.driver),
-                                     .transform = [this](api::Json s) {
-                                       // Our own writes come back as watch events: reuse what
-                                       // we recorded instead of decoding 64 devices again.
-                                       if (std::optional<api::Json> c = WrittenCompact(s))
-                                         return *c;
-                                       return CompactSlice(std::move(s));
-                                     }});
+                                     .transform = [this](api::Json s) { return CachedSlice(s); },
+                                     // Each slice of 64 devices would otherwise be encoded by the
+                                     // API server and decoded here once more per write.
+                                     .watch_metadata_only = true});
   RegisterHandlers();
   for (kube::Informer* i :
        {nodes_.get(), inventories_.get(), policies_.get(), claims_.get(), slices_.get()}) {
@@ -325,6 +322,26 @@ std::optional<api::Json> Controller::WrittenCompact(const api::Json& slice) {
       it->second.resource_version != meta.value("resourceVersion", std::string()))
     return std::nullopt;
   return it->second.object;
+}
+
+api::Json Controller::CachedSlice(const api::Json& slice) {
+  // Our own writes come back as watch events: reuse what we recorded.
+  if (std::optional<api::Json> c = WrittenCompact(slice)) return *std::move(c);
+  if (slice.contains("spec")) return CompactSlice(slice);  // a list, or a server without metadata
+  if (std::optional<api::Json> c = CompactFromAnnotation(slice, options_.driver))
+    return *std::move(c);
+  // Only metadata, and its annotation is missing or stale (someone changed the spec): read it.
+  const std::string name = slice["metadata"].value("name", std::string());
+  absl::StatusOr<api::Json> whole = client_.Get(res::kResourceSlices, "", name);
+  if (whole.ok()) {
+    metrics_.SliceReads();
+    return CompactSlice(*std::move(whole));
+  }
+  spdlog::warn(
+      "ResourceSlice {}: changed by someone else and could not be read ({}); it is "
+      "rewritten or deleted",
+      name, std::string(whole.status().message()));
+  return UnreadableCompact(slice, options_.driver);
 }
 
 bool Controller::IsOurWrite(const api::Json& slice, bool deleted) {
@@ -592,14 +609,23 @@ absl::Status Controller::Execute(const std::string& node, const PoolPlan& plan) 
     // the same ownership (fieldManager), optimistic concurrency, and a fraction of the API
     // server's work for slices of 64 devices (measured: docs/controller.md). A create that finds
     // the name taken (our own slice the informer has not shown yet) is applied instead.
-    const kube::WriteOptions write{.field_manager = options_.field_manager};
+    // The answer's spec is skipped once the server has been seen to keep every gated field this
+    // slice uses (it is otherwise read to find dropped ones, below).
+    const std::vector<std::string> gated = GatedFields(object["spec"]);
+    bool check = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const std::string& f : gated) check = check || kept_fields_.count(f) == 0;
+    }
+    const kube::WriteOptions write{.field_manager = options_.field_manager,
+                                   .answer_without_spec = !check};
     const bool update = object["metadata"].contains("resourceVersion");
     absl::StatusOr<api::Json> stored =
-        update ? client_.Update(res::kResourceSlices, "", object, write)
-               : client_.Create(res::kResourceSlices, "", object, write);
+        update ? client_.UpdateSerialized(res::kResourceSlices, "", name, plan.bodies[i], write)
+               : client_.CreateSerialized(res::kResourceSlices, "", plan.bodies[i], write);
     if (!update && kube::IsAlreadyExistsError(stored.status())) {
       stored = client_.Apply(res::kResourceSlices, "", object, options_.field_manager,
-                             /*force=*/true);
+                             /*force=*/true, "", {.answer_without_spec = !check});
     }
     if (!stored.ok()) {
       metrics_.SliceWrites("apply", applied);
@@ -607,10 +633,14 @@ absl::Status Controller::Execute(const std::string& node, const PoolPlan& plan) 
                           StrCat("write ResourceSlice ", name, ": ", stored.status().message()));
     }
     ++applied;
-    const api::Json compact = CompactWritten(object, *stored, plan.digests[i]);
+    const api::Json compact = CompactWritten(object, *stored);
     Remember(node, name, &compact);
+    if (!check) continue;
     const std::vector<std::string> dropped = DroppedFields(object["spec"], (*stored)["spec"]);
-    if (!dropped.empty()) {
+    if (dropped.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      kept_fields_.insert(gated.begin(), gated.end());
+    } else {
       metrics_.PublishError("dropped-fields");
       Warn({.api_version = "v1", .kind = "Node", .name = node}, "FeatureGateOff",
            StrCat("the API server dropped ", StrJoin(dropped, ", "), " from ResourceSlice ", name,

@@ -22,6 +22,7 @@ struct ControllerMetrics::Families {
   prometheus::Family<prometheus::Gauge>& queue;
   prometheus::Family<prometheus::Gauge>& pools;
   prometheus::Family<prometheus::Gauge>& leader;
+  prometheus::Family<prometheus::Counter>& reads;
 };
 
 namespace {
@@ -72,6 +73,11 @@ ControllerMetrics::ControllerMetrics() : registry_(std::make_shared<prometheus::
           .Name("tessera_controller_leader")
           .Help("1 while this replica holds the leader lease")
           .Register(r),
+      prometheus::BuildCounter()
+          .Name("tessera_controller_slice_reads_total")
+          .Help("ResourceSlices read whole because their watch event's metadata did not vouch for "
+                "the spec (changed by someone else, or written by an older controller)")
+          .Register(r),
   });
   f_->reconciles.Add({{"result", "ok"}});
   f_->reconciles.Add({{"result", "error"}});
@@ -82,6 +88,7 @@ ControllerMetrics::ControllerMetrics() : registry_(std::make_shared<prometheus::
   f_->queue.Add({});
   f_->leader.Add({});
   f_->incomplete.Add({}, kBuckets);
+  f_->reads.Add({});
 }
 
 ControllerMetrics::~ControllerMetrics() = default;
@@ -94,6 +101,8 @@ void ControllerMetrics::ObserveReconcile(double seconds, bool ok) {
 void ControllerMetrics::SliceWrites(std::string_view operation, int n) {
   if (n > 0) f_->writes.Add({{"operation", std::string(operation)}}).Increment(n);
 }
+
+void ControllerMetrics::SliceReads() { f_->reads.Add({}).Increment(); }
 
 void ControllerMetrics::GenerationBump(double incomplete_seconds) {
   f_->bumps.Add({}).Increment();

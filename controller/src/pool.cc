@@ -51,21 +51,10 @@ ParsedName ParseName(std::string_view name, std::string_view prefix) {
   return out;
 }
 
-std::set<std::string> DeviceNames(const api::ResourceSliceSpec& s) {
-  std::set<std::string> names;
-  for (const api::Device& d : s.devices) names.insert(d.name);
-  return names;
-}
-
-std::set<std::string> CounterSetNames(const api::ResourceSliceSpec& s) {
-  std::set<std::string> names;
-  for (const api::CounterSet& c : s.shared_counters) names.insert(c.name);
-  return names;
-}
-
-api::Json SliceObject(const PoolTarget& target, const std::string& name, api::Json spec,
-                      const std::string& resource_version) {
-  api::Json meta = {{"name", name}};
+// Everything of a slice but its spec.
+api::Json SliceObject(const PoolTarget& target, const std::string& name,
+                      const std::string& resource_version, api::Json published) {
+  api::Json meta = {{"name", name}, {"annotations", {{kPublishedAnnotation, published.dump()}}}};
   if (!target.node_uid.empty()) {
     meta["ownerReferences"] = api::Json::array({{{"apiVersion", "v1"},
                                                  {"kind", "Node"},
@@ -76,8 +65,7 @@ api::Json SliceObject(const PoolTarget& target, const std::string& name, api::Js
   if (!resource_version.empty()) meta["resourceVersion"] = resource_version;
   return {{"apiVersion", "resource.k8s.io/v1"},
           {"kind", "ResourceSlice"},
-          {"metadata", std::move(meta)},
-          {"spec", std::move(spec)}};
+          {"metadata", std::move(meta)}};
 }
 
 }  // namespace
@@ -90,22 +78,89 @@ std::string SpecDigest(const api::ResourceSliceSpec& spec) {
   return DigestOfText(api::Json(spec).dump());
 }
 
+std::string MembersDigest(const api::ResourceSliceSpec& spec) {
+  std::vector<std::string_view> devices;
+  std::vector<std::string_view> sets;
+  for (const api::Device& d : spec.devices) devices.push_back(d.name);
+  for (const api::CounterSet& c : spec.shared_counters) sets.push_back(c.name);
+  std::sort(devices.begin(), devices.end());
+  std::sort(sets.begin(), sets.end());
+  // Names are DNS labels: neither separator can occur in one.
+  return DigestOfText(StrCat(StrJoin(devices, ","), "/", StrJoin(sets, ",")));
+}
+
 namespace {
+
 constexpr char kCompact[] = "tessera.dev/compact";
+
+const api::Json& Field(const api::Json& j, const char* key) {
+  static const api::Json kNone = api::Json::object();
+  if (!j.is_object()) return kNone;
+  auto it = j.find(key);
+  return it == j.end() ? kNone : *it;
+}
+
+std::int64_t IntField(const api::Json& j, const char* key) {
+  const api::Json& v = Field(j, key);
+  return v.is_number_integer() ? v.get<std::int64_t>() : 0;
+}
+
+std::string StringField(const api::Json& j, const char* key) {
+  const api::Json& v = Field(j, key);
+  return v.is_string() ? v.get<std::string>() : std::string();
+}
+
+api::Json CompactMetadata(const api::Json& meta) {
+  return {{"name", StringField(meta, "name")},
+          {"uid", StringField(meta, "uid")},
+          {"resourceVersion", StringField(meta, "resourceVersion")},
+          {"generation", IntField(meta, "generation")}};
+}
+
+// The compact form: `meta` from CompactMetadata, `published` as the annotation spells it.
+api::Json Compact(api::Json meta, const std::string& driver, const api::Json& published,
+                  bool decoded) {
+  const std::string pool = StringField(published, "pool");
+  const std::int64_t generation = IntField(published, "generation");
+  const std::int64_t count = IntField(published, "resourceSliceCount");
+  return {{"metadata", std::move(meta)},
+          {"spec",
+           {{"driver", driver},
+            {"nodeName", StringField(published, "nodeName")},
+            {"pool", {{"name", pool}, {"generation", generation}, {"resourceSliceCount", count}}}}},
+          {kCompact,
+           {{"decoded", decoded},
+            {"digest", StringField(published, "digest")},
+            {"members", StringField(published, "members")},
+            {"pool", pool},
+            {"generation", generation},
+            {"resourceSliceCount", count}}}};
+}
+
+// The annotation of a slice's metadata, parsed; discarded (is_discarded()) when absent or not
+// an object.
+api::Json PublishedOf(const api::Json& meta) {
+  const std::string text = StringField(Field(meta, "annotations"), kPublishedAnnotation);
+  if (text.empty()) return api::Json(api::Json::value_t::discarded);
+  api::Json j = api::Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return api::Json(api::Json::value_t::discarded);
+  return j;
+}
+
 }  // namespace
 
 StoredSlice ToStoredSlice(const api::Json& object) {
   StoredSlice s;
-  const api::Json meta = object.value("metadata", api::Json::object());
-  s.name = meta.value("name", std::string());
-  s.uid = meta.value("uid", std::string());
-  s.resource_version = meta.value("resourceVersion", std::string());
+  const api::Json& meta = Field(object, "metadata");
+  s.name = StringField(meta, "name");
+  s.uid = StringField(meta, "uid");
+  s.resource_version = StringField(meta, "resourceVersion");
+  s.object_generation = IntField(meta, "generation");
   if (object.contains(kCompact)) {
     const api::Json& c = object[kCompact];
     s.decoded = c.value("decoded", false);
     s.digest = c.value("digest", std::string());
-    s.devices = c.value("devices", std::vector<std::string>());
-    s.counter_sets = c.value("counterSets", std::vector<std::string>());
+    s.members = c.value("members", std::string());
     s.pool.name = c.value("pool", std::string());
     s.pool.generation = c.value("generation", std::int64_t{0});
     s.pool.resource_slice_count = c.value("resourceSliceCount", std::int64_t{0});
@@ -116,66 +171,59 @@ StoredSlice ToStoredSlice(const api::Json& object) {
     s.decoded = true;
     s.pool = spec.pool;
     s.digest = SpecDigest(spec);
-    for (const api::Device& d : spec.devices) s.devices.push_back(d.name);
-    for (const api::CounterSet& c : spec.shared_counters) s.counter_sets.push_back(c.name);
+    s.members = MembersDigest(spec);
   }
   return s;
 }
 
-api::Json CompactWritten(const api::Json& sent, const api::Json& stored,
-                         const std::string& digest) {
-  static const api::Json kNone = api::Json::object();
-  auto field = [](const api::Json& j, const char* key) -> const api::Json& {
-    auto it = j.find(key);
-    return it == j.end() ? kNone : *it;
-  };
-  const api::Json& spec = field(sent, "spec");
-  const api::Json& meta = field(stored, "metadata");
-  auto names = [&](const char* key) {
-    std::vector<std::string> out;
-    const api::Json& list = field(spec, key);
-    if (!list.is_array()) return out;
-    out.reserve(list.size());
-    for (const api::Json& d : list) out.push_back(d.value("name", std::string()));
-    return out;
-  };
-  const api::Json& pool = field(spec, "pool");
-  return {{"metadata",
-           {{"name", meta.value("name", std::string())},
-            {"uid", meta.value("uid", std::string())},
-            {"resourceVersion", meta.value("resourceVersion", std::string())}}},
-          {"spec",
-           {{"driver", spec.value("driver", std::string())},
-            {"nodeName", spec.value("nodeName", std::string())},
-            {"pool", pool}}},
-          {kCompact,
-           {{"decoded", true},
-            {"digest", digest},
-            {"devices", names("devices")},
-            {"counterSets", names("sharedCounters")},
-            {"pool", pool.value("name", std::string())},
-            {"generation", pool.value("generation", std::int64_t{0})},
-            {"resourceSliceCount", pool.value("resourceSliceCount", std::int64_t{0})}}}};
+api::Json CompactWritten(const api::Json& sent, const api::Json& stored) {
+  const api::Json& spec = Field(sent, "spec");
+  return Compact(CompactMetadata(Field(stored, "metadata")), StringField(spec, "driver"),
+                 PublishedOf(Field(sent, "metadata")), /*decoded=*/true);
 }
 
 api::Json CompactSlice(api::Json object) {
   if (object.contains(kCompact)) return object;
   const StoredSlice s = ToStoredSlice(object);
-  const api::Json spec = object.value("spec", api::Json::object());
-  api::Json meta = {{"name", s.name}, {"uid", s.uid}, {"resourceVersion", s.resource_version}};
-  return {{"metadata", std::move(meta)},
-          {"spec",
-           {{"driver", spec.value("driver", std::string())},
-            {"nodeName", spec.value("nodeName", std::string())},
-            {"pool", spec.value("pool", api::Json::object())}}},
-          {kCompact,
-           {{"decoded", s.decoded},
-            {"digest", s.digest},
-            {"devices", s.devices},
-            {"counterSets", s.counter_sets},
-            {"pool", s.pool.name},
-            {"generation", s.pool.generation},
-            {"resourceSliceCount", s.pool.resource_slice_count}}}};
+  const api::Json& spec = Field(object, "spec");
+  const api::Json published = {
+      {"digest", s.digest},
+      {"members", s.members},
+      {"pool", s.decoded ? s.pool.name : StringField(Field(spec, "pool"), "name")},
+      {"generation", s.pool.generation},
+      {"resourceSliceCount", s.pool.resource_slice_count},
+      {"nodeName", StringField(spec, "nodeName")}};
+  return Compact(CompactMetadata(Field(object, "metadata")), StringField(spec, "driver"), published,
+                 s.decoded);
+}
+
+std::optional<api::Json> CompactFromAnnotation(const api::Json& object, std::string_view driver) {
+  const api::Json& meta = Field(object, "metadata");
+  const api::Json published = PublishedOf(meta);
+  if (published.is_discarded()) return std::nullopt;
+  const std::int64_t generation = IntField(meta, "generation");
+  if (generation <= 0 || IntField(published, "objectGeneration") != generation ||
+      StringField(published, "digest").empty() || StringField(published, "pool").empty()) {
+    return std::nullopt;
+  }
+  return Compact(CompactMetadata(meta), std::string(driver), published, /*decoded=*/true);
+}
+
+api::Json UnreadableCompact(const api::Json& object, std::string_view driver) {
+  const api::Json& meta = Field(object, "metadata");
+  api::Json published = PublishedOf(meta);
+  std::string pool = published.is_object() ? StringField(published, "pool") : std::string();
+  if (pool.empty()) {
+    const api::Json& owners = Field(meta, "ownerReferences");
+    if (owners.is_array()) {
+      for (const api::Json& o : owners) {
+        if (StringField(o, "kind") == "Node" && StringField(o, "apiVersion") == "v1")
+          pool = StringField(o, "name");
+      }
+    }
+  }
+  return Compact(CompactMetadata(meta), std::string(driver), {{"pool", pool}, {"nodeName", pool}},
+                 /*decoded=*/false);
 }
 
 std::string SliceName(const PoolTarget& target, std::int64_t generation, std::size_t index) {
@@ -213,10 +261,7 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
       break;
     }
     const StoredSlice& s = *it->second;
-    keep = s.pool.resource_slice_count == n &&
-           std::set<std::string>(s.devices.begin(), s.devices.end()) == DeviceNames(desired[i]) &&
-           std::set<std::string>(s.counter_sets.begin(), s.counter_sets.end()) ==
-               CounterSetNames(desired[i]);
+    keep = s.pool.resource_slice_count == n && s.members == MembersDigest(desired[i]);
   }
 
   plan.new_generation = !keep;
@@ -228,16 +273,37 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
     spec.pool.resource_slice_count = n;
     std::string rv;
     api::Json json = spec;
-    std::string digest = DigestOfText(json.dump());  // = SpecDigest(spec), one conversion
+    std::string text = json.dump();
+    std::string digest = DigestOfText(text);  // = SpecDigest(spec), one conversion
+    std::int64_t object_generation = 1;       // what a create gives the object
     if (keep) {
       const StoredSlice* s = members.at(static_cast<std::size_t>(i));
       kept.insert(s);
       if (s->digest == digest) continue;
       rv = s->resource_version;
+      // The spec changes (its digest did), so the server bumps metadata.generation; 0 (never
+      // trusted, so read whole after a restart) when the stored generation is unknown.
+      object_generation = s->object_generation > 0 ? s->object_generation + 1 : 0;
       ++plan.updated_in_place;
     }
-    plan.applies.push_back(
-        SliceObject(target, SliceName(target, plan.generation, i), std::move(json), rv));
+    api::Json object = SliceObject(target, SliceName(target, plan.generation, i), rv,
+                                   {{"objectGeneration", object_generation},
+                                    {"digest", digest},
+                                    {"members", MembersDigest(spec)},
+                                    {"pool", spec.pool.name},
+                                    {"generation", spec.pool.generation},
+                                    {"resourceSliceCount", spec.pool.resource_slice_count},
+                                    {"nodeName", spec.node_name.value_or(std::string())}});
+    // The body is the object serialised once: its metadata, then the spec text the digest was
+    // taken of.
+    std::string body = object.dump();
+    body.pop_back();
+    body += ",\"spec\":";
+    body += text;
+    body += '}';
+    object["spec"] = std::move(json);
+    plan.applies.push_back(std::move(object));
+    plan.bodies.push_back(std::move(body));
     plan.digests.push_back(std::move(digest));
   }
   for (const StoredSlice& s : stored) {
@@ -246,30 +312,37 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
   return plan;
 }
 
-std::vector<std::string> DroppedFields(const api::Json& sent, const api::Json& stored) {
-  // On the JSON itself: this runs after every write, and decoding a 64-device slice twice would
-  // cost more than the write's bookkeeping.
+std::vector<std::string> GatedFields(const api::Json& spec) {
+  // On the JSON itself: decoding a 64-device slice would cost more than the write's bookkeeping.
   auto nonempty = [](const api::Json& j, const char* key) {
     auto it = j.find(key);
     return it != j.end() && it->is_array() && !it->empty();
   };
-  auto any_device = [](const api::Json& spec, const auto& pred) {
+  auto any_device = [&](const auto& pred) {
     auto it = spec.find("devices");
     if (it == spec.end() || !it->is_array()) return false;
     return std::any_of(it->begin(), it->end(), pred);
   };
-  auto counters = [&](const api::Json& d) { return nonempty(d, "consumesCounters"); };
-  auto multiple = [](const api::Json& d) {
-    auto it = d.find("allowMultipleAllocations");
-    return it != d.end() && it->is_boolean() && it->get<bool>();
-  };
+  std::vector<std::string> out;
+  if (!spec.is_object()) return out;
+  if (nonempty(spec, "sharedCounters")) out.push_back("sharedCounters");
+  if (any_device([&](const api::Json& d) { return nonempty(d, "consumesCounters"); }))
+    out.push_back("consumesCounters");
+  if (any_device([](const api::Json& d) {
+        auto it = d.find("allowMultipleAllocations");
+        return it != d.end() && it->is_boolean() && it->get<bool>();
+      })) {
+    out.push_back("allowMultipleAllocations");
+  }
+  return out;
+}
+
+std::vector<std::string> DroppedFields(const api::Json& sent, const api::Json& stored) {
+  const std::vector<std::string> kept = GatedFields(stored);
   std::vector<std::string> dropped;
-  if (nonempty(sent, "sharedCounters") && !nonempty(stored, "sharedCounters"))
-    dropped.push_back("sharedCounters");
-  if (any_device(sent, counters) && !any_device(stored, counters))
-    dropped.push_back("consumesCounters");
-  if (any_device(sent, multiple) && !any_device(stored, multiple))
-    dropped.push_back("allowMultipleAllocations");
+  for (std::string& f : GatedFields(sent)) {
+    if (std::find(kept.begin(), kept.end(), f) == kept.end()) dropped.push_back(std::move(f));
+  }
   return dropped;
 }
 

@@ -59,8 +59,14 @@ std::string WriteQuery(const WriteOptions& options) {
   return q;
 }
 
-absl::StatusOr<Json> ParseBody(const HttpResponse& r, std::string_view what) {
-  Json j = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+absl::StatusOr<Json> ParseBody(const HttpResponse& r, std::string_view what,
+                               bool without_spec = false) {
+  // Returning false for the key "spec" of the top-level object skips its value: nothing of it is
+  // built (it is still scanned).
+  const Json::parser_callback_t skip_spec = [](int depth, Json::parse_event_t event, Json& parsed) {
+    return !(depth == 1 && event == Json::parse_event_t::key && parsed == "spec");
+  };
+  Json j = Json::parse(r.body, without_spec ? skip_spec : nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     return absl::DataLossError(StrCat(what, ": the server sent malformed JSON (", r.body.size(),
                                       " bytes, starting \"", r.body.substr(0, 60), "\")"));
@@ -93,8 +99,8 @@ std::string Client::Path(const ResourceType& type, std::string_view ns, std::str
   return p;
 }
 
-std::vector<std::string> Client::Headers(std::string_view content_type) {
-  std::vector<std::string> h = {"Accept: application/json",
+std::vector<std::string> Client::Headers(std::string_view content_type, std::string_view accept) {
+  std::vector<std::string> h = {StrCat("Accept: ", accept),
                                 StrCat("User-Agent: ", options_.user_agent)};
   if (!content_type.empty()) h.push_back(StrCat("Content-Type: ", content_type));
   if (config().token != nullptr) {
@@ -219,19 +225,49 @@ absl::StatusOr<ListResult> Client::List(const ResourceType& type, std::string_vi
   return absl::InternalError("unreachable");
 }
 
+absl::StatusOr<Json> Client::Write(std::string_view method, std::string path_and_query,
+                                   std::string body, std::string_view content_type,
+                                   const WriteOptions& options) {
+  std::string q = WriteQuery(options);
+  if (!q.empty() && path_and_query.find('?') != std::string::npos) q[0] = '&';
+  path_and_query += q;
+  HttpRequest req;
+  req.method = std::string(method);
+  req.url = StrCat(config().server, path_and_query);
+  req.timeout = options_.timeout;
+  req.body = std::move(body);
+  const std::string what = StrCat(method, " ", path_and_query);
+  absl::StatusOr<HttpResponse> r = Send(std::move(req), content_type, method != "POST", what);
+  if (!r.ok()) return r.status();
+  if (r->status / 100 != 2) return StatusFromResponse(r->status, r->body, what);
+  return ParseBody(*r, what, options.answer_without_spec);
+}
+
 absl::StatusOr<Json> Client::Create(const ResourceType& type, std::string_view ns,
                                     const Json& object, const WriteOptions& options) {
-  return Raw("POST", Path(type, ns) + WriteQuery(options), &object);
+  return Write("POST", Path(type, ns), object.dump(), "application/json", options);
+}
+
+absl::StatusOr<Json> Client::CreateSerialized(const ResourceType& type, std::string_view ns,
+                                              std::string body, const WriteOptions& options) {
+  return Write("POST", Path(type, ns), std::move(body), "application/json", options);
 }
 
 absl::StatusOr<Json> Client::Update(const ResourceType& type, std::string_view ns,
                                     const Json& object, const WriteOptions& options) {
-  return Raw("PUT", Path(type, ns, NameOf(object)) + WriteQuery(options), &object);
+  return Write("PUT", Path(type, ns, NameOf(object)), object.dump(), "application/json", options);
+}
+
+absl::StatusOr<Json> Client::UpdateSerialized(const ResourceType& type, std::string_view ns,
+                                              std::string_view name, std::string body,
+                                              const WriteOptions& options) {
+  return Write("PUT", Path(type, ns, name), std::move(body), "application/json", options);
 }
 
 absl::StatusOr<Json> Client::UpdateStatus(const ResourceType& type, std::string_view ns,
                                           const Json& object, const WriteOptions& options) {
-  return Raw("PUT", Path(type, ns, NameOf(object), "status") + WriteQuery(options), &object);
+  return Write("PUT", Path(type, ns, NameOf(object), "status"), object.dump(), "application/json",
+               options);
 }
 
 absl::StatusOr<Json> Client::Apply(const ResourceType& type, std::string_view ns,
@@ -241,11 +277,11 @@ absl::StatusOr<Json> Client::Apply(const ResourceType& type, std::string_view ns
   if (name.empty()) return absl::InvalidArgumentError("apply: metadata.name is required");
   if (field_manager.empty())
     return absl::InvalidArgumentError("apply: a field manager is required");
-  std::string q = WriteQuery(options);
-  AddParam(&q, "fieldManager", field_manager);
-  if (force) AddParam(&q, "force", "true");
-  return Raw("PATCH", Path(type, ns, name, subresource) + q, &object,
-             "application/apply-patch+yaml");
+  WriteOptions apply = options;
+  apply.field_manager = std::string(field_manager);
+  std::string path = Path(type, ns, name, subresource);
+  if (force) path += "?force=true";
+  return Write("PATCH", std::move(path), object.dump(), "application/apply-patch+yaml", apply);
 }
 
 absl::Status Client::Delete(const ResourceType& type, std::string_view ns, std::string_view name,
@@ -295,7 +331,11 @@ absl::Status Client::Watch(const ResourceType& type, std::string_view ns,
   const std::string path = Path(type, ns) + q;
   HttpRequest req;
   req.url = StrCat(config().server, path);
-  req.headers = Headers("");
+  // client-go's metadata informers ask the same; a server without it falls back to whole objects.
+  req.headers = Headers("", options.metadata_only
+                                ? "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,"
+                                  "application/json"
+                                : "application/json");
   WatchDecoder decoder;
   std::vector<WatchEvent> events;
   absl::Status decode_error;

@@ -222,7 +222,8 @@ void Informer::Run() {
           {.resource_version = resource_version(),
            .label_selector = options_.label_selector,
            .field_selector = options_.field_selector,
-           .timeout = options_.watch_timeout},
+           .timeout = options_.watch_timeout,
+           .metadata_only = options_.watch_metadata_only},
           [&](WatchEvent&& e) {
             if (e.type == EventType::kError) {
               const absl::Status s = StatusFromApiStatus(e.object, "WATCH ERROR event");

@@ -554,6 +554,43 @@ TEST_F(ControllerE2ETest, SlicesAreWithdrawnWhenThePluginStopsAndReturnWithIt) {
   E2E_ASSERT_OK(Eventually([&] { return CompletePool("n1").status(); }, 60s));
 }
 
+// The controller watches slices by their metadata only; a spec changed by anyone else bumps
+// metadata.generation past the one its annotation vouches for, and the slice is read and put back.
+TEST_F(ControllerE2ETest, ASliceChangedBySomeoneElseIsPutBack) {
+  E2E_ASSERT_OK(Eventually([&] { return CompletePool("n1").status(); }, 60s));
+  absl::StatusOr<Json> list = cluster().GetJson({"resourceslices"});
+  E2E_ASSERT_OK(list.status());
+  std::string name;
+  for (const Json& s : (*list)["items"]) {
+    if (s["spec"]["pool"]["name"] == "n1" && !s["spec"].value("devices", Json::array()).empty()) {
+      name = s["metadata"]["name"];
+      EXPECT_TRUE(s["metadata"]["annotations"].contains("tessera.dev/published")) << s.dump();
+      break;
+    }
+  }
+  ASSERT_FALSE(name.empty());
+  CommandResult patched = cluster().Kubectl(
+      {"patch", "resourceslice", name, "--type=json", "-p",
+       R"([{"op":"add","path":"/spec/devices/0/attributes/tampered","value":{"string":"yes"}}])"});
+  ASSERT_TRUE(patched.ok()) << patched.err;
+  E2E_ASSERT_OK(Eventually(
+      [&]() -> absl::Status {
+        absl::StatusOr<Json> l = cluster().GetJson({"resourceslices"});
+        if (!l.ok()) return l.status();
+        for (const Json& s : (*l)["items"]) {
+          if (s["spec"]["pool"]["name"] != "n1") continue;
+          for (const Json& d : s["spec"].value("devices", Json::array())) {
+            if (d["attributes"].contains("tampered"))
+              return absl::UnavailableError(StrCat(s["metadata"]["name"].get<std::string>(),
+                                                   " still has the foreign attribute"));
+          }
+        }
+        return absl::OkStatus();
+      },
+      30s));
+  E2E_ASSERT_OK(Eventually([&] { return CompletePool("n1").status(); }, 30s));
+}
+
 TEST_F(ControllerE2ETest, AnInvalidPolicyIsReportedAndThePoolStays) {
   E2E_ASSERT_OK(Eventually([&] { return CompletePool("n1").status(); }, 60s));
   absl::StatusOr<Json> before = CompletePool("n1");

@@ -94,7 +94,19 @@ class FakeServer {
       }
       object["metadata"]["uid"] = it == objects_.end() ? StrCat("uid-", ++uids_) : it->second.uid;
       object["metadata"]["resourceVersion"] = StrCat(++version_);
-      objects_[name] = ToStoredSlice(object);
+      // metadata.generation as the API server keeps it: 1 on create, +1 when the spec changes.
+      StoredSlice stored = ToStoredSlice(object);
+      stored.object_generation = it == objects_.end() ? 1
+                                 : it->second.digest == stored.digest
+                                     ? it->second.object_generation
+                                     : it->second.object_generation + 1;
+      // The controller's annotation names the generation its write gives the object.
+      const api::Json published = api::Json::parse(
+          object["metadata"]["annotations"][kPublishedAnnotation].get<std::string>());
+      EXPECT_EQ(published["objectGeneration"], stored.object_generation) << name;
+      EXPECT_EQ(published["digest"], stored.digest) << name;
+      EXPECT_EQ(published["members"], stored.members) << name;
+      objects_[name] = std::move(stored);
     }
     for (const StoredSlice& s : plan.deletes) objects_.erase(s.name);
   }
@@ -121,6 +133,7 @@ StoredSlice StoredAs(const std::string& name, api::ResourceSliceSpec spec, std::
   StoredSlice s = ToStoredSlice({{"metadata", {{"name", name}}}, {"spec", spec}});
   s.uid = StrCat("uid-", name);
   s.resource_version = "7";
+  s.object_generation = 3;
   return s;
 }
 
@@ -431,7 +444,8 @@ TEST(ToStoredSliceTest, ReadsNameUidVersionAndSpec) {
   EXPECT_EQ(s.uid, "u");
   EXPECT_EQ(s.resource_version, "9");
   EXPECT_EQ(s.pool.generation, 4);
-  EXPECT_EQ(s.devices, std::vector<std::string>{"gpu-0"});
+  EXPECT_EQ(s.members, MembersDigest(spec));
+  EXPECT_NE(s.members, MembersDigest(DeviceSlice({"gpu-1"})));
   EXPECT_EQ(s.digest, SpecDigest(spec));
   EXPECT_FALSE(ToStoredSlice({{"metadata", {{"name", "no-spec"}}}}).decoded);
   // The compact form the informer caches reads back the same.
@@ -439,7 +453,7 @@ TEST(ToStoredSliceTest, ReadsNameUidVersionAndSpec) {
   EXPECT_EQ(c.name, "s");
   EXPECT_EQ(c.resource_version, "9");
   EXPECT_EQ(c.digest, s.digest);
-  EXPECT_EQ(c.devices, s.devices);
+  EXPECT_EQ(c.members, s.members);
   EXPECT_EQ(c.pool, s.pool);
   EXPECT_TRUE(c.decoded);
   EXPECT_LT(CompactSlice(object).dump().size(), object.dump().size() + 200);
@@ -598,15 +612,130 @@ TEST(CompactWrittenTest, AgreesWithTheDecodedServerCopy) {
   api::Json server = plan.applies[0];
   server["metadata"]["uid"] = "uid-1";
   server["metadata"]["resourceVersion"] = "42";
-  const StoredSlice a = ToStoredSlice(CompactWritten(plan.applies[0], server, plan.digests[0]));
+  server["metadata"]["generation"] = 1;
+  // The answer as the controller reads it: without the spec.
+  api::Json answer = server;
+  answer.erase("spec");
+  const StoredSlice a = ToStoredSlice(CompactWritten(plan.applies[0], answer));
   const StoredSlice b = ToStoredSlice(server);
   EXPECT_EQ(a.digest, b.digest);
-  EXPECT_EQ(a.devices, b.devices);
+  EXPECT_EQ(a.members, b.members);
+  EXPECT_EQ(a.object_generation, 1);
   EXPECT_EQ(a.pool, b.pool);
   EXPECT_EQ(a.uid, "uid-1");
   EXPECT_EQ(a.resource_version, "42");
   std::vector<StoredSlice> stored = {a};
   EXPECT_TRUE(PlanPool(target, desired, stored).applies.empty());
+}
+
+// ---- Slices known by their metadata alone ------------------------------------------------
+
+// A fresh one-slice pool of two devices, planned for node-a, and the server's copy of it.
+struct Written {
+  PoolTarget target{.node = "node-a", .node_uid = "u", .driver = "gpu.tessera.dev"};
+  std::vector<api::ResourceSliceSpec> desired;
+  PoolPlan plan;
+  api::Json server;  // as the API server stores the apply: uid, version, generation 1
+
+  Written() {
+    api::ResourceSliceSpec spec = DeviceSlice({"gpu-0", "gpu-1"});
+    spec.node_name = "node-a";
+    desired = {spec};
+    plan = PlanPool(target, desired, {});
+    server = plan.applies.at(0);
+    server["metadata"]["uid"] = "uid-1";
+    server["metadata"]["resourceVersion"] = "42";
+    server["metadata"]["generation"] = 1;
+  }
+
+  // What a metadata-only watch event carries.
+  api::Json Metadata() const {
+    return {{"apiVersion", "meta.k8s.io/v1"},
+            {"kind", "PartialObjectMetadata"},
+            {"metadata", server["metadata"]}};
+  }
+};
+
+TEST(PlanBodyTest, IsTheApplySerialisedWithTheDigestedSpec) {
+  const Written w;
+  ASSERT_EQ(w.plan.bodies.size(), 1u);
+  const api::Json body = api::Json::parse(w.plan.bodies[0]);
+  EXPECT_EQ(body, w.plan.applies[0]);
+  EXPECT_EQ(w.plan.digests[0], DigestOfText(body["spec"].dump()));
+}
+
+TEST(CompactFromAnnotationTest, MetadataOfOurWriteReadsAsTheWholeObject) {
+  const Written w;
+  const std::optional<api::Json> compact = CompactFromAnnotation(w.Metadata(), "gpu.tessera.dev");
+  ASSERT_TRUE(compact.has_value());
+  const StoredSlice a = ToStoredSlice(*compact);
+  const StoredSlice b = ToStoredSlice(w.server);
+  EXPECT_TRUE(a.decoded);
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.uid, "uid-1");
+  EXPECT_EQ(a.resource_version, "42");
+  EXPECT_EQ(a.digest, b.digest);
+  EXPECT_EQ(a.members, b.members);
+  EXPECT_EQ(a.pool, b.pool);
+  EXPECT_EQ((*compact)["spec"]["driver"], "gpu.tessera.dev");
+  EXPECT_EQ((*compact)["spec"]["nodeName"], "node-a");
+  // Nothing to write: the planner trusts it as much as the decoded copy.
+  EXPECT_TRUE(PlanPool(w.target, w.desired, std::vector<StoredSlice>{a}).applies.empty());
+}
+
+TEST(CompactFromAnnotationTest, DistrustsAStaleOrMissingAnnotation) {
+  Written w;
+  // Someone edited the spec: the server bumped metadata.generation, the annotation still says 1.
+  w.server["metadata"]["generation"] = 2;
+  EXPECT_FALSE(CompactFromAnnotation(w.Metadata(), "gpu.tessera.dev").has_value());
+  w.server["metadata"]["generation"] = 1;
+  for (const char* bad : {"", "not json", "[1]", R"({"objectGeneration":1})"}) {
+    w.server["metadata"]["annotations"][kPublishedAnnotation] = bad;
+    EXPECT_FALSE(CompactFromAnnotation(w.Metadata(), "gpu.tessera.dev").has_value()) << bad;
+  }
+  w.server["metadata"].erase("annotations");
+  EXPECT_FALSE(CompactFromAnnotation(w.Metadata(), "gpu.tessera.dev").has_value());
+  // Unreadable as well: undecoded, in the pool of the Node that owns it, so it is replaced.
+  const api::Json unreadable = UnreadableCompact(w.Metadata(), "gpu.tessera.dev");
+  const StoredSlice s = ToStoredSlice(unreadable);
+  EXPECT_FALSE(s.decoded);
+  EXPECT_EQ(unreadable["spec"]["pool"]["name"], "node-a");
+  const PoolPlan plan = PlanPool(w.target, w.desired, std::vector<StoredSlice>{s});
+  EXPECT_EQ(plan.generation, 2);
+  EXPECT_THAT(Names(plan.deletes), ElementsAre(s.name));
+}
+
+TEST(CompactFromAnnotationTest, AnUpdateNamesTheNextGeneration) {
+  const Written w;
+  StoredSlice stored = ToStoredSlice(*CompactFromAnnotation(w.Metadata(), "gpu.tessera.dev"));
+  std::vector<api::ResourceSliceSpec> changed = w.desired;
+  changed[0].devices[1].attributes["uuid"] = api::DeviceAttribute::String("MIG-1234");
+  PoolPlan plan = PlanPool(w.target, changed, std::vector<StoredSlice>{stored});
+  ASSERT_EQ(plan.applies.size(), 1u);
+  EXPECT_FALSE(plan.new_generation);
+  auto published = [](const api::Json& apply) {
+    return api::Json::parse(
+        apply["metadata"]["annotations"][kPublishedAnnotation].get<std::string>());
+  };
+  EXPECT_EQ(published(plan.applies[0])["objectGeneration"], 2);
+  EXPECT_EQ(published(plan.applies[0])["digest"], plan.digests[0]);
+  // An unknown stored generation is never vouched for.
+  stored.object_generation = 0;
+  plan = PlanPool(w.target, changed, std::vector<StoredSlice>{stored});
+  ASSERT_EQ(plan.applies.size(), 1u);
+  EXPECT_EQ(published(plan.applies[0])["objectGeneration"], 0);
+}
+
+TEST(GatedFieldsTest, NamesTheGatedFieldsASpecUses) {
+  api::ResourceSliceSpec plain = DeviceSlice({"gpu-0"});
+  EXPECT_THAT(GatedFields(api::Json(plain)), ElementsAre());
+  api::ResourceSliceSpec all = DeviceSlice({"gpu-0", "gpu-1"}, "gpu-0-counters");
+  all.devices[1].allow_multiple_allocations = true;
+  EXPECT_THAT(GatedFields(api::Json(CounterSlice({"gpu-0-counters"}))),
+              ElementsAre("sharedCounters"));
+  EXPECT_THAT(GatedFields(api::Json(all)),
+              ElementsAre("consumesCounters", "allowMultipleAllocations"));
+  EXPECT_THAT(GatedFields(api::Json("not a spec")), ElementsAre());
 }
 
 }  // namespace

@@ -228,6 +228,70 @@ TEST(ClientTest, ApplyAndDeleteSendWhatTheServerExpects) {
       absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ClientTest, SerialisedWritesSendTheBodyAsIsAndCanSkipTheAnswersSpec) {
+  TestServer s;
+  httplib::Request create, update;
+  const std::string answer =
+      R"({"apiVersion":"resource.k8s.io/v1","kind":"ResourceSlice",)"
+      R"("metadata":{"name":"s1","resourceVersion":"7","generation":2},)"
+      R"("spec":{"devices":[{"name":"gpu-0","attributes":{"a":{"string":"x"}}}]},"status":{}})";
+  s.server().Post("/apis/resource.k8s.io/v1/resourceslices",
+                  [&](const httplib::Request& req, httplib::Response& res) {
+                    create = req;
+                    res.set_content(answer, "application/json");
+                  });
+  s.server().Put("/apis/resource.k8s.io/v1/resourceslices/s1",
+                 [&](const httplib::Request& req, httplib::Response& res) {
+                   update = req;
+                   res.set_content(answer, "application/json");
+                 });
+  s.Start();
+  Client client(s.config(), Fast());
+  const std::string body = R"({"metadata":{"name":"s1"},"spec":{"devices":[]}})";
+  absl::StatusOr<Json> created = client.CreateSerialized(resources::kResourceSlices, "", body,
+                                                         {.field_manager = "tessera-controller"});
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(create.body, body);
+  EXPECT_EQ(create.get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(create.get_param_value("fieldManager"), "tessera-controller");
+  EXPECT_EQ((*created)["spec"]["devices"][0]["name"], "gpu-0");  // the whole answer by default
+
+  absl::StatusOr<Json> updated =
+      client.UpdateSerialized(resources::kResourceSlices, "", "s1", body,
+                              {.field_manager = "tessera-controller", .answer_without_spec = true});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(update.body, body);
+  EXPECT_FALSE(updated->contains("spec")) << updated->dump();
+  EXPECT_EQ((*updated)["metadata"]["generation"], 2);
+  EXPECT_TRUE(updated->contains("status"));
+}
+
+TEST(ClientTest, AWatchOfMetadataAsksForPartialObjectMetadata) {
+  TestServer s;
+  std::string accept;
+  s.server().Get("/api/v1/nodes", [&](const httplib::Request& req, httplib::Response& res) {
+    accept = req.get_header_value("Accept");
+    res.set_content(R"({"type":"ADDED","object":{"apiVersion":"meta.k8s.io/v1",)"
+                    R"("kind":"PartialObjectMetadata","metadata":{"name":"n0"}}})",
+                    "application/json");
+  });
+  s.Start();
+  Client client(s.config(), Fast());
+  std::vector<WatchEvent> events;
+  auto collect = [&](WatchEvent&& e) {
+    events.push_back(std::move(e));
+    return true;
+  };
+  ASSERT_TRUE(client.Watch(resources::kNodes, "", {.metadata_only = true}, collect, nullptr).ok());
+  // client-go's metadata informers ask the same, with whole objects as the fallback.
+  EXPECT_EQ(accept,
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].object["kind"], "PartialObjectMetadata");
+  ASSERT_TRUE(client.Watch(resources::kNodes, "", {}, collect, nullptr).ok());
+  EXPECT_EQ(accept, "application/json");
+}
+
 TEST(ClientTest, ModifyRetriesOnConflict) {
   TestServer s;
   std::atomic<int> version{1}, puts{0};

@@ -109,6 +109,9 @@ class Controller {
   bool IsOurWrite(const api::Json& slice, bool deleted);
   // The compact form recorded for this exact version of a slice we wrote, if any.
   std::optional<api::Json> WrittenCompact(const api::Json& slice);
+  // The slice informer's transform: the compact form (pool.h) of a listed slice or of a watch
+  // event's metadata, read whole when the metadata cannot be trusted.
+  api::Json CachedSlice(const api::Json& slice);
   NodeContext& Context(const std::string& node);
   void Warn(const ObjectRef& object, const std::string& reason, const std::string& message);
 
@@ -132,6 +135,8 @@ class Controller {
   std::map<std::string, std::shared_ptr<const api::GpuPartitionPolicySpec>> node_policy_
       ABSL_GUARDED_BY(mu_);
   std::set<std::string> conflicted_nodes_ ABSL_GUARDED_BY(mu_);
+  // Gated fields (GatedFields) the API server has been seen to keep in a slice we wrote.
+  std::set<std::string> kept_fields_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, api::GpuPartitionPolicy> last_valid_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> stop_{false};

@@ -33,6 +33,7 @@ class ControllerMetrics {
 
   void ObserveReconcile(double seconds, bool ok);
   void SliceWrites(std::string_view operation, int n);
+  void SliceReads();
   void GenerationBump(double incomplete_seconds);
   void SteeringReorders(int n);
   void PublishError(std::string_view reason);

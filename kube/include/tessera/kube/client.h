@@ -59,6 +59,9 @@ struct WriteOptions {
   bool dry_run = false;
   bool strict_field_validation = false;  // fieldValidation=Strict
   std::string field_manager{};           // fieldManager: who owns the fields written
+  // The answer's top-level "spec" is skipped, not decoded: for large objects whose spec the
+  // caller sent and does not need back (a ResourceSlice of 64 devices).
+  bool answer_without_spec = false;
 };
 
 struct Preconditions {
@@ -71,6 +74,9 @@ struct WatchOptions {
   std::string label_selector{};
   std::string field_selector{};
   std::chrono::seconds timeout{300};  // the server ends the watch after this (randomised up to 2x)
+  // Events carry PartialObjectMetadata (apiVersion meta.k8s.io/v1, metadata only): the server
+  // encodes and sends a fraction of each object. A server that cannot sends whole objects.
+  bool metadata_only = false;
 };
 
 struct ClientOptions {
@@ -103,6 +109,12 @@ class Client {
 
   absl::StatusOr<api::Json> Create(const ResourceType& type, std::string_view ns,
                                    const api::Json& object, const WriteOptions& options = {});
+  // Create and Update of an object the caller has already serialised (`body`: its JSON).
+  absl::StatusOr<api::Json> CreateSerialized(const ResourceType& type, std::string_view ns,
+                                             std::string body, const WriteOptions& options = {});
+  absl::StatusOr<api::Json> UpdateSerialized(const ResourceType& type, std::string_view ns,
+                                             std::string_view name, std::string body,
+                                             const WriteOptions& options = {});
   // PUT with the object's metadata.resourceVersion; 409 if it is stale.
   absl::StatusOr<api::Json> Update(const ResourceType& type, std::string_view ns,
                                    const api::Json& object, const WriteOptions& options = {});
@@ -145,7 +157,12 @@ class Client {
   // Sends with fresh headers (and token) on every attempt; see the retry rules above.
   absl::StatusOr<HttpResponse> Send(HttpRequest request, std::string_view content_type,
                                     bool idempotent, std::string_view what);
-  std::vector<std::string> Headers(std::string_view content_type);
+  std::vector<std::string> Headers(std::string_view content_type,
+                                   std::string_view accept = "application/json");
+  // A write of a serialised body; the answer decoded as `options` asks.
+  absl::StatusOr<api::Json> Write(std::string_view method, std::string path_and_query,
+                                  std::string body, std::string_view content_type,
+                                  const WriteOptions& options);
 
   HttpClient http_;
   ClientOptions options_;

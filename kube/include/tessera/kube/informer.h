@@ -45,6 +45,10 @@ struct InformerOptions {
   // SetTransform): keeps only what the owner needs, so a cache of large objects stays small. It
   // must keep metadata.name, namespace and resourceVersion.
   std::function<api::Json(api::Json)> transform{};
+  // Lists return whole objects, watch events only their metadata (PartialObjectMetadata, see
+  // WatchOptions::metadata_only): the transform must turn both into the cached form, fetching
+  // what a metadata-only event leaves out when it needs it.
+  bool watch_metadata_only = false;
 };
 
 struct InformerStats {
