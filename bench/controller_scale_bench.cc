@@ -176,9 +176,11 @@ int main(int argc, char** argv) {
   app.add_option("--workers", workers, "controller workers = bare-client threads")
       ->capture_default_str();
   app.add_option("--controller", controller, "tessera-controller binary")->capture_default_str();
-  bool bare_watch = false;
-  app.add_flag("--bare-watch", bare_watch,
-               "watch the slices (JSON) during the bare-client run, as the controller does");
+  std::string bare_watch;
+  app.add_option("--bare-watch", bare_watch,
+                 "watch the slices during the bare-client run: json (whole objects) or metadata "
+                 "(PartialObjectMetadata, as the controller does)")
+      ->check(CLI::IsMember({"json", "metadata"}));
   CLI11_PARSE(app, argc, argv);
 
   std::unique_ptr<tessera::e2e::Cluster> cluster = tessera::e2e::Cluster::Start({"seed"});
@@ -198,7 +200,7 @@ int main(int argc, char** argv) {
       "apiVersion: tessera.dev/v1alpha1\nkind: GpuPartitionPolicy\nmetadata: {name: all}\n"
       "spec:\n  gpus:\n  - mode: mig-dynamic\n");
   if (!made.ok()) std::cerr << made << "\n";
-  std::cerr << "creating " << nodes << " Nodes and GpuInventories\n";
+  std::cerr << "creating " << nodes << " Nodes and GpuInventories (" << Inventory("s0000").dump().size() << " bytes each)\n";
   absl::Status s = Parallel(nodes, 8, [&](int i) -> absl::Status {
     char name[16];
     std::snprintf(name, sizeof(name), "s%04d", i);
@@ -301,11 +303,12 @@ int main(int argc, char** argv) {
   std::cerr << "bare client\n";
   std::atomic<bool> stop_watch{false};
   std::thread watcher;
-  if (bare_watch) {
+  if (!bare_watch.empty()) {
     watcher = std::thread([&] {
       kube::Client w(*config);
       (void)w.Watch(
-          res::kResourceSlices, "", {.resource_version = slices->resource_version},
+          res::kResourceSlices, "",
+          {.resource_version = slices->resource_version, .metadata_only = bare_watch == "metadata"},
           [](kube::WatchEvent&&) { return true; }, &stop_watch);
     });
   }

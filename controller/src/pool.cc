@@ -268,11 +268,11 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
   plan.generation = keep ? current : current + 1;
   std::set<const StoredSlice*> kept;
   for (std::int64_t i = 0; i < n; ++i) {
-    api::ResourceSliceSpec spec = desired[i];
-    spec.pool.generation = plan.generation;
-    spec.pool.resource_slice_count = n;
+    const api::ResourceSliceSpec& spec = desired[i];
+    api::Json json = spec;  // with this generation and count (not copying the devices to set them)
+    json["pool"] = api::ResourcePool{
+        .name = spec.pool.name, .generation = plan.generation, .resource_slice_count = n};
     std::string rv;
-    api::Json json = spec;
     std::string text = json.dump();
     std::string digest = DigestOfText(text);  // = SpecDigest(spec), one conversion
     std::int64_t object_generation = 1;       // what a create gives the object
@@ -291,8 +291,8 @@ PoolPlan PlanPool(const PoolTarget& target, std::span<const api::ResourceSliceSp
                                     {"digest", digest},
                                     {"members", MembersDigest(spec)},
                                     {"pool", spec.pool.name},
-                                    {"generation", spec.pool.generation},
-                                    {"resourceSliceCount", spec.pool.resource_slice_count},
+                                    {"generation", plan.generation},
+                                    {"resourceSliceCount", n},
                                     {"nodeName", spec.node_name.value_or(std::string())}});
     // The body is the object serialised once: its metadata, then the spec text the digest was
     // taken of.

@@ -59,14 +59,88 @@ std::string WriteQuery(const WriteOptions& options) {
   return q;
 }
 
+bool IsJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+// The end of the string whose opening quote is at `i`: the index after its closing quote.
+std::size_t StringEnd(std::string_view json, std::size_t i) {
+  for (++i; i < json.size(); ++i) {
+    if (json[i] == '\\') {
+      ++i;
+    } else if (json[i] == '"') {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// The end of the JSON value starting at `i` (after any space): the index after it.
+std::size_t ValueEnd(std::string_view json, std::size_t i) {
+  int depth = 0;
+  while (i < json.size()) {
+    const char c = json[i];
+    if (c == '"') {
+      i = StringEnd(json, i);
+      if (i == std::string_view::npos) return i;
+      if (depth == 0) return i;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (depth == 0) return i;  // a scalar ended by its container
+      if (--depth == 0) return i + 1;
+    } else if (c == ',' && depth == 0) {
+      return i;
+    }
+    ++i;
+  }
+  return std::string_view::npos;
+}
+
+// Where the value of the top-level object's `key` lies in `json`: [begin, end), or {0, 0}. A
+// byte scan that follows strings and nesting, far cheaper than building the value to drop it.
+std::pair<std::size_t, std::size_t> TopLevelValue(std::string_view json, std::string_view key) {
+  int depth = 0;
+  for (std::size_t i = 0; i < json.size();) {
+    const char c = json[i];
+    if (c == '"') {
+      const std::size_t end = StringEnd(json, i);
+      if (end == std::string_view::npos) break;
+      std::size_t v = end;
+      while (v < json.size() && IsJsonSpace(json[v])) ++v;
+      const bool is_key = v < json.size() && json[v] == ':';
+      if (depth == 1 && is_key && json.substr(i + 1, end - i - 2) == key) {
+        ++v;
+        while (v < json.size() && IsJsonSpace(json[v])) ++v;
+        const std::size_t value_end = ValueEnd(json, v);
+        if (value_end == std::string_view::npos) break;
+        return {v, value_end};
+      }
+      i = end;
+      continue;
+    }
+    if (c == '{' || c == '[') ++depth;
+    if (c == '}' || c == ']') --depth;
+    ++i;
+  }
+  return {0, 0};
+}
+
 absl::StatusOr<Json> ParseBody(const HttpResponse& r, std::string_view what,
                                bool without_spec = false) {
-  // Returning false for the key "spec" of the top-level object skips its value: nothing of it is
-  // built (it is still scanned).
-  const Json::parser_callback_t skip_spec = [](int depth, Json::parse_event_t event, Json& parsed) {
-    return !(depth == 1 && event == Json::parse_event_t::key && parsed == "spec");
-  };
-  Json j = Json::parse(r.body, without_spec ? skip_spec : nullptr, /*allow_exceptions=*/false);
+  Json j;
+  const auto [begin, end] = without_spec ? TopLevelValue(r.body, "spec")
+                                         : std::pair<std::size_t, std::size_t>{0, 0};
+  if (end > begin) {
+    // The spec's value replaced by null, then dropped: the rest is decoded as usual.
+    std::string rest = r.body.substr(0, begin);
+    rest += "null";
+    rest.append(r.body, end, std::string::npos);
+    j = Json::parse(rest, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object()) j.erase("spec");
+  } else {
+    j = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  }
   if (j.is_discarded()) {
     return absl::DataLossError(StrCat(what, ": the server sent malformed JSON (", r.body.size(),
                                       " bytes, starting \"", r.body.substr(0, 60), "\")"));

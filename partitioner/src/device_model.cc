@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <unordered_set>
 
@@ -334,10 +337,49 @@ DeviceModeler::DeviceModeler(const Placer& placer, ApiFeatures features)
       detail_(features.counters_in_own_slice ? CounterDetail::kFull : CounterDetail::kBindingOnly) {
 }
 
+namespace {
+
+// Everything of a model its counter plan depends on.
+std::string PlanKey(const GpuModel& model, CounterDetail detail) {
+  std::string key = StrCat(static_cast<int>(detail), "|", model.memory_slices, "|",
+                           model.compute_slices, "|", model.four_and_three_coexist);
+  for (const GiProfile& p : model.profiles) {
+    const Engines& e = p.engines;
+    key += StrCat("|", p.name, ",", p.size_class, ",", p.compute_slices, ",", p.memory_slices,
+              ",", p.memory_mib, ",", p.multiprocessors, ",", p.max_instances, ",",
+              p.media_extension, ",", e.copy, ",", e.decoders, ",", e.encoders, ",", e.jpeg, ",",
+              e.ofa, ":");
+    for (const Placement& pl : p.placements) key += StrCat(pl.start, "+", pl.size, ";");
+  }
+  return key;
+}
+
+// Plans shared by every modeler of the process: the search in CounterPlan::For is exponential in
+// the placements (about 1 ms for an H100), and the controller builds a modeler per node sync for
+// nodes whose models are equal but not the same objects. Few distinct models exist; none is
+// dropped.
+const CounterPlan& SharedPlan(const GpuModel& model, CounterDetail detail) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<const CounterPlan>>* plans =
+      new std::map<std::string, std::unique_ptr<const CounterPlan>>();
+  std::string key = PlanKey(model, detail);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = plans->find(key);
+    if (it != plans->end()) return *it->second;
+  }
+  auto plan = std::make_unique<const CounterPlan>(CounterPlan::For(model, detail));
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, added] = plans->emplace(std::move(key), std::move(plan));
+  return *it->second;
+}
+
+}  // namespace
+
 const CounterPlan& DeviceModeler::Plan(const GpuModel& model) {
   auto it = plans_.find(&model);
-  if (it == plans_.end()) it = plans_.emplace(&model, CounterPlan::For(model, detail_)).first;
-  return it->second;
+  if (it == plans_.end()) it = plans_.emplace(&model, &SharedPlan(model, detail_)).first;
+  return *it->second;
 }
 
 absl::StatusOr<NodeDevices> DeviceModeler::Build(const NodeInput& node) {

@@ -266,6 +266,36 @@ TEST(ClientTest, SerialisedWritesSendTheBodyAsIsAndCanSkipTheAnswersSpec) {
   EXPECT_TRUE(updated->contains("status"));
 }
 
+TEST(ClientTest, TheAnswersSpecIsSkippedWhereverItIsAndWhateverItHolds) {
+  // Each answer: the JSON the server sends, and what is left of it without the top-level spec.
+  const std::vector<std::pair<std::string, Json>> answers = {
+      {R"({"metadata":{"name":"a","annotations":{"spec":"{\"x\": ["}},"spec":{"s":"}\"]{"},)"
+       R"("status":{"spec":1}})",
+       {{"metadata", {{"name", "a"}, {"annotations", {{"spec", R"({"x": [)"}}}}},
+        {"status", {{"spec", 1}}}}},
+      {R"({ "status" : [1, {"spec": 2}] , "spec" : [ {"a": [[]]}, "]" ] })",
+       {{"status", Json::array({1, {{"spec", 2}}})}}},
+      {R"({"spec":"just a string","kind":"K"})", {{"kind", "K"}}},
+      {R"({"kind":"K","spec":17})", {{"kind", "K"}}},
+      {R"({"kind":"K","spec":null})", {{"kind", "K"}}},
+      {R"({"kind":"K"})", {{"kind", "K"}}},
+  };
+  TestServer s;
+  std::size_t next = 0;
+  s.server().Post("/apis/resource.k8s.io/v1/resourceslices",
+                  [&](const httplib::Request&, httplib::Response& res) {
+                    res.set_content(answers[next++].first, "application/json");
+                  });
+  s.Start();
+  Client client(s.config(), Fast());
+  for (const auto& [sent, left] : answers) {
+    absl::StatusOr<Json> got = client.CreateSerialized(resources::kResourceSlices, "", "{}",
+                                                       {.answer_without_spec = true});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, left) << sent;
+  }
+}
+
 TEST(ClientTest, AWatchOfMetadataAsksForPartialObjectMetadata) {
   TestServer s;
   std::string accept;

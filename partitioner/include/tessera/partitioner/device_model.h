@@ -125,7 +125,7 @@ class DeviceModeler {
   const Placer& placer_;
   ApiFeatures features_;
   CounterDetail detail_;
-  std::map<const GpuModel*, CounterPlan> plans_;
+  std::map<const GpuModel*, const CounterPlan*> plans_;  // shared by the process (SharedPlan)
   std::map<std::string, GpuCache> cache_;  // by GPU UUID
 };
 
