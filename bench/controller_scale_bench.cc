@@ -200,7 +200,8 @@ int main(int argc, char** argv) {
       "apiVersion: tessera.dev/v1alpha1\nkind: GpuPartitionPolicy\nmetadata: {name: all}\n"
       "spec:\n  gpus:\n  - mode: mig-dynamic\n");
   if (!made.ok()) std::cerr << made << "\n";
-  std::cerr << "creating " << nodes << " Nodes and GpuInventories (" << Inventory("s0000").dump().size() << " bytes each)\n";
+  std::cerr << "creating " << nodes << " Nodes and GpuInventories ("
+            << Inventory("s0000").dump().size() << " bytes each)\n";
   absl::Status s = Parallel(nodes, 8, [&](int i) -> absl::Status {
     char name[16];
     std::snprintf(name, sizeof(name), "s%04d", i);

@@ -129,8 +129,8 @@ std::pair<std::size_t, std::size_t> TopLevelValue(std::string_view json, std::st
 absl::StatusOr<Json> ParseBody(const HttpResponse& r, std::string_view what,
                                bool without_spec = false) {
   Json j;
-  const auto [begin, end] = without_spec ? TopLevelValue(r.body, "spec")
-                                         : std::pair<std::size_t, std::size_t>{0, 0};
+  const auto [begin, end] =
+      without_spec ? TopLevelValue(r.body, "spec") : std::pair<std::size_t, std::size_t>{0, 0};
   if (end > begin) {
     // The spec's value replaced by null, then dropped: the rest is decoded as usual.
     std::string rest = r.body.substr(0, begin);

@@ -345,10 +345,10 @@ std::string PlanKey(const GpuModel& model, CounterDetail detail) {
                            model.compute_slices, "|", model.four_and_three_coexist);
   for (const GiProfile& p : model.profiles) {
     const Engines& e = p.engines;
-    key += StrCat("|", p.name, ",", p.size_class, ",", p.compute_slices, ",", p.memory_slices,
-              ",", p.memory_mib, ",", p.multiprocessors, ",", p.max_instances, ",",
-              p.media_extension, ",", e.copy, ",", e.decoders, ",", e.encoders, ",", e.jpeg, ",",
-              e.ofa, ":");
+    key +=
+        StrCat("|", p.name, ",", p.size_class, ",", p.compute_slices, ",", p.memory_slices, ",",
+               p.memory_mib, ",", p.multiprocessors, ",", p.max_instances, ",", p.media_extension,
+               ",", e.copy, ",", e.decoders, ",", e.encoders, ",", e.jpeg, ",", e.ofa, ":");
     for (const Placement& pl : p.placements) key += StrCat(pl.start, "+", pl.size, ";");
   }
   return key;

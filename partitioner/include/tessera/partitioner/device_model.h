@@ -126,7 +126,7 @@ class DeviceModeler {
   ApiFeatures features_;
   CounterDetail detail_;
   std::map<const GpuModel*, const CounterPlan*> plans_;  // shared by the process (SharedPlan)
-  std::map<std::string, GpuCache> cache_;  // by GPU UUID
+  std::map<std::string, GpuCache> cache_;                // by GPU UUID
 };
 
 // The counter set name of GPU `index`: "gpu-<index>-counters".
