@@ -354,6 +354,7 @@ int main(int argc, char** argv) {
       {"controller_first_run_wall_s", first->wall_s},
       {"controller_first_run_cpu_s", first->cpu_s},
       {"controller_first_run_ratio", first->wall_s / bare_wall},
+      {"control_plane_cpu_s_by_component_controller_first_run", first->plane_cpu_by_component},
       {"bare_client_wall_s", bare_wall},
       {"bare_client_cpu_s", bare_cpu},
       {"control_plane_idle_cpu_per_s", idle_cpu_per_s},
