@@ -114,12 +114,14 @@ double Total(const std::map<std::string, double>& m) {
   return t;
 }
 
-tessera::api::Json CpuSince(const std::map<std::string, double>& before,
-                            const std::map<std::string, double>& after) {
+// Each counter's growth from `before` to `after`; with `only_grown`, the counters that grew.
+tessera::api::Json Since(const std::map<std::string, double>& before,
+                         const std::map<std::string, double>& after, bool only_grown) {
   tessera::api::Json out = tessera::api::Json::object();
-  for (const auto& [k, v] : after) {
-    auto it = before.find(k);
-    out[k] = v - (it == before.end() ? 0 : it->second);
+  for (const auto& [key, n] : after) {
+    auto it = before.find(key);
+    const double d = n - (it == before.end() ? 0 : it->second);
+    if (d > 0 || !only_grown) out[key] = d;
   }
   return out;
 }
@@ -143,17 +145,6 @@ std::map<std::string, double> ApiRequests(tessera::e2e::Cluster& cluster) {
     std::string key = StrCat(label(line, "verb"), " ", label(line, "resource"));
     if (std::string sub = label(line, "subresource"); !sub.empty()) key += "/" + sub;
     out[key] += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return out;
-}
-
-tessera::api::Json RequestsSince(const std::map<std::string, double>& before,
-                                 const std::map<std::string, double>& after) {
-  tessera::api::Json out = tessera::api::Json::object();
-  for (const auto& [key, n] : after) {
-    auto it = before.find(key);
-    const double d = n - (it == before.end() ? 0 : it->second);
-    if (d > 0) out[key] = d;
   }
   return out;
 }
@@ -257,9 +248,9 @@ int main(int argc, char** argv) {
     std::tie(out.cpu_s, out.rss_mib) = tessera::bench::CpuAndPeakRss(run->process->pid());
     const std::map<std::string, double> plane_1 = ControlPlaneCpu(cluster->dir());
     out.plane_cpu_s = Total(plane_1) - Total(plane_0);
-    out.plane_cpu_by_component = CpuSince(plane_0, plane_1);
+    out.plane_cpu_by_component = Since(plane_0, plane_1, /*only_grown=*/false);
     run->process->Stop();
-    out.requests = RequestsSince(requests_0, ApiRequests(*cluster));
+    out.requests = Since(requests_0, ApiRequests(*cluster), /*only_grown=*/true);
     return out;
   };
   auto delete_all = [&](const std::vector<Json>& objects) {
@@ -325,7 +316,7 @@ int main(int argc, char** argv) {
   const double plane_cpu_bare = Total(plane_cpu_b) - Total(plane_cpu_1);
   stop_watch = true;
   if (watcher.joinable()) watcher.join();
-  const Json requests_bare = RequestsSince(requests_bare_0, ApiRequests(*cluster));
+  const Json requests_bare = Since(requests_bare_0, ApiRequests(*cluster), /*only_grown=*/true);
   if (!s.ok()) std::cerr << "bare client: " << s << "\n";
   delete_all(objects);
 
@@ -361,7 +352,8 @@ int main(int argc, char** argv) {
       {"control_plane_cpu_s_controller_run", r.plane_cpu_s},
       {"control_plane_cpu_s_bare_run", plane_cpu_bare},
       {"control_plane_cpu_s_by_component_controller_run", r.plane_cpu_by_component},
-      {"control_plane_cpu_s_by_component_bare_run", CpuSince(plane_cpu_1, plane_cpu_b)},
+      {"control_plane_cpu_s_by_component_bare_run",
+       Since(plane_cpu_1, plane_cpu_b, /*only_grown=*/false)},
       {"api_requests_controller_run", r.requests},
       {"api_requests_bare_run", requests_bare},
       {"ratio", r.wall_s / bare_wall}};

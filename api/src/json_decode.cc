@@ -219,4 +219,28 @@ absl::Status ObjectDecoder::Finish() {
   return absl::OkStatus();
 }
 
+const Json& JsonAt(const Json& j, std::initializer_list<const char*> path) {
+  static const Json kNull;
+  const Json* at = &j;
+  for (const char* key : path) {
+    if (!at->is_object()) return kNull;
+    auto it = at->find(key);
+    if (it == at->end()) return kNull;
+    at = &*it;
+  }
+  return *at;
+}
+
+std::string JsonString(const Json& j, std::initializer_list<const char*> path) {
+  const Json& at = JsonAt(j, path);
+  if (at.is_string()) return at.get<std::string>();
+  if (at.is_number()) return at.dump();
+  return "";
+}
+
+std::int64_t JsonInt(const Json& j, std::initializer_list<const char*> path) {
+  const Json& at = JsonAt(j, path);
+  return at.is_number_integer() ? at.get<std::int64_t>() : 0;
+}
+
 }  // namespace tessera::api

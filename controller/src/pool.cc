@@ -93,45 +93,28 @@ namespace {
 
 constexpr char kCompact[] = "tessera.dev/compact";
 
-const api::Json& Field(const api::Json& j, const char* key) {
-  static const api::Json kNone = api::Json::object();
-  if (!j.is_object()) return kNone;
-  auto it = j.find(key);
-  return it == j.end() ? kNone : *it;
-}
-
-std::int64_t IntField(const api::Json& j, const char* key) {
-  const api::Json& v = Field(j, key);
-  return v.is_number_integer() ? v.get<std::int64_t>() : 0;
-}
-
-std::string StringField(const api::Json& j, const char* key) {
-  const api::Json& v = Field(j, key);
-  return v.is_string() ? v.get<std::string>() : std::string();
-}
-
 api::Json CompactMetadata(const api::Json& meta) {
-  return {{"name", StringField(meta, "name")},
-          {"uid", StringField(meta, "uid")},
-          {"resourceVersion", StringField(meta, "resourceVersion")},
-          {"generation", IntField(meta, "generation")}};
+  return {{"name", api::JsonString(meta, {"name"})},
+          {"uid", api::JsonString(meta, {"uid"})},
+          {"resourceVersion", api::JsonString(meta, {"resourceVersion"})},
+          {"generation", api::JsonInt(meta, {"generation"})}};
 }
 
 // The compact form: `meta` from CompactMetadata, `published` as the annotation spells it.
 api::Json Compact(api::Json meta, const std::string& driver, const api::Json& published,
                   bool decoded) {
-  const std::string pool = StringField(published, "pool");
-  const std::int64_t generation = IntField(published, "generation");
-  const std::int64_t count = IntField(published, "resourceSliceCount");
+  const std::string pool = api::JsonString(published, {"pool"});
+  const std::int64_t generation = api::JsonInt(published, {"generation"});
+  const std::int64_t count = api::JsonInt(published, {"resourceSliceCount"});
   return {{"metadata", std::move(meta)},
           {"spec",
            {{"driver", driver},
-            {"nodeName", StringField(published, "nodeName")},
+            {"nodeName", api::JsonString(published, {"nodeName"})},
             {"pool", {{"name", pool}, {"generation", generation}, {"resourceSliceCount", count}}}}},
           {kCompact,
            {{"decoded", decoded},
-            {"digest", StringField(published, "digest")},
-            {"members", StringField(published, "members")},
+            {"digest", api::JsonString(published, {"digest"})},
+            {"members", api::JsonString(published, {"members"})},
             {"pool", pool},
             {"generation", generation},
             {"resourceSliceCount", count}}}};
@@ -140,7 +123,7 @@ api::Json Compact(api::Json meta, const std::string& driver, const api::Json& pu
 // The annotation of a slice's metadata, parsed; discarded (is_discarded()) when absent or not
 // an object.
 api::Json PublishedOf(const api::Json& meta) {
-  const std::string text = StringField(Field(meta, "annotations"), kPublishedAnnotation);
+  const std::string text = api::JsonString(meta, {"annotations", kPublishedAnnotation});
   if (text.empty()) return api::Json(api::Json::value_t::discarded);
   api::Json j = api::Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return api::Json(api::Json::value_t::discarded);
@@ -151,11 +134,11 @@ api::Json PublishedOf(const api::Json& meta) {
 
 StoredSlice ToStoredSlice(const api::Json& object) {
   StoredSlice s;
-  const api::Json& meta = Field(object, "metadata");
-  s.name = StringField(meta, "name");
-  s.uid = StringField(meta, "uid");
-  s.resource_version = StringField(meta, "resourceVersion");
-  s.object_generation = IntField(meta, "generation");
+  const api::Json& meta = api::JsonAt(object, {"metadata"});
+  s.name = api::JsonString(meta, {"name"});
+  s.uid = api::JsonString(meta, {"uid"});
+  s.resource_version = api::JsonString(meta, {"resourceVersion"});
+  s.object_generation = api::JsonInt(meta, {"generation"});
   if (object.contains(kCompact)) {
     const api::Json& c = object[kCompact];
     s.decoded = c.value("decoded", false);
@@ -177,48 +160,49 @@ StoredSlice ToStoredSlice(const api::Json& object) {
 }
 
 api::Json CompactWritten(const api::Json& sent, const api::Json& stored) {
-  const api::Json& spec = Field(sent, "spec");
-  return Compact(CompactMetadata(Field(stored, "metadata")), StringField(spec, "driver"),
-                 PublishedOf(Field(sent, "metadata")), /*decoded=*/true);
+  return Compact(CompactMetadata(api::JsonAt(stored, {"metadata"})),
+                 api::JsonString(sent, {"spec", "driver"}),
+                 PublishedOf(api::JsonAt(sent, {"metadata"})), /*decoded=*/true);
 }
 
 api::Json CompactSlice(api::Json object) {
   if (object.contains(kCompact)) return object;
   const StoredSlice s = ToStoredSlice(object);
-  const api::Json& spec = Field(object, "spec");
+  const api::Json& spec = api::JsonAt(object, {"spec"});
   const api::Json published = {
       {"digest", s.digest},
       {"members", s.members},
-      {"pool", s.decoded ? s.pool.name : StringField(Field(spec, "pool"), "name")},
+      {"pool", s.decoded ? s.pool.name : api::JsonString(spec, {"pool", "name"})},
       {"generation", s.pool.generation},
       {"resourceSliceCount", s.pool.resource_slice_count},
-      {"nodeName", StringField(spec, "nodeName")}};
-  return Compact(CompactMetadata(Field(object, "metadata")), StringField(spec, "driver"), published,
-                 s.decoded);
+      {"nodeName", api::JsonString(spec, {"nodeName"})}};
+  return Compact(CompactMetadata(api::JsonAt(object, {"metadata"})),
+                 api::JsonString(spec, {"driver"}), published, s.decoded);
 }
 
 std::optional<api::Json> CompactFromAnnotation(const api::Json& object, std::string_view driver) {
-  const api::Json& meta = Field(object, "metadata");
+  const api::Json& meta = api::JsonAt(object, {"metadata"});
   const api::Json published = PublishedOf(meta);
   if (published.is_discarded()) return std::nullopt;
-  const std::int64_t generation = IntField(meta, "generation");
-  if (generation <= 0 || IntField(published, "objectGeneration") != generation ||
-      StringField(published, "digest").empty() || StringField(published, "pool").empty()) {
+  const std::int64_t generation = api::JsonInt(meta, {"generation"});
+  if (generation <= 0 || api::JsonInt(published, {"objectGeneration"}) != generation ||
+      api::JsonString(published, {"digest"}).empty() ||
+      api::JsonString(published, {"pool"}).empty()) {
     return std::nullopt;
   }
   return Compact(CompactMetadata(meta), std::string(driver), published, /*decoded=*/true);
 }
 
 api::Json UnreadableCompact(const api::Json& object, std::string_view driver) {
-  const api::Json& meta = Field(object, "metadata");
+  const api::Json& meta = api::JsonAt(object, {"metadata"});
   api::Json published = PublishedOf(meta);
-  std::string pool = published.is_object() ? StringField(published, "pool") : std::string();
+  std::string pool = published.is_object() ? api::JsonString(published, {"pool"}) : std::string();
   if (pool.empty()) {
-    const api::Json& owners = Field(meta, "ownerReferences");
+    const api::Json& owners = api::JsonAt(meta, {"ownerReferences"});
     if (owners.is_array()) {
       for (const api::Json& o : owners) {
-        if (StringField(o, "kind") == "Node" && StringField(o, "apiVersion") == "v1")
-          pool = StringField(o, "name");
+        if (api::JsonString(o, {"kind"}) == "Node" && api::JsonString(o, {"apiVersion"}) == "v1")
+          pool = api::JsonString(o, {"name"});
       }
     }
   }

@@ -242,18 +242,8 @@ absl::StatusOr<HttpResponse> Client::Send(HttpRequest request, std::string_view 
 
 absl::StatusOr<Json> Client::Raw(std::string_view method, std::string_view path_and_query,
                                  const Json* body, std::string_view content_type) {
-  HttpRequest req;
-  req.method = std::string(method);
-  req.url = StrCat(config().server, path_and_query);
-  req.timeout = options_.timeout;
-  if (body != nullptr) req.body = body->dump();
-  const std::string what = StrCat(method, " ", path_and_query);
-  const bool idempotent = method != "POST";
-  absl::StatusOr<HttpResponse> r =
-      Send(std::move(req), body != nullptr ? content_type : "", idempotent, what);
-  if (!r.ok()) return r.status();
-  if (r->status / 100 != 2) return StatusFromResponse(r->status, r->body, what);
-  return ParseBody(*r, what);
+  return Call(method, std::string(path_and_query), body != nullptr ? body->dump() : std::string(),
+              body != nullptr ? content_type : "", {});
 }
 
 absl::StatusOr<Json> Client::Get(const ResourceType& type, std::string_view ns,
@@ -299,9 +289,9 @@ absl::StatusOr<ListResult> Client::List(const ResourceType& type, std::string_vi
   return absl::InternalError("unreachable");
 }
 
-absl::StatusOr<Json> Client::Write(std::string_view method, std::string path_and_query,
-                                   std::string body, std::string_view content_type,
-                                   const WriteOptions& options) {
+absl::StatusOr<Json> Client::Call(std::string_view method, std::string path_and_query,
+                                  std::string body, std::string_view content_type,
+                                  const WriteOptions& options) {
   std::string q = WriteQuery(options);
   if (!q.empty() && path_and_query.find('?') != std::string::npos) q[0] = '&';
   path_and_query += q;
@@ -319,29 +309,29 @@ absl::StatusOr<Json> Client::Write(std::string_view method, std::string path_and
 
 absl::StatusOr<Json> Client::Create(const ResourceType& type, std::string_view ns,
                                     const Json& object, const WriteOptions& options) {
-  return Write("POST", Path(type, ns), object.dump(), "application/json", options);
+  return Call("POST", Path(type, ns), object.dump(), "application/json", options);
 }
 
 absl::StatusOr<Json> Client::CreateSerialized(const ResourceType& type, std::string_view ns,
                                               std::string body, const WriteOptions& options) {
-  return Write("POST", Path(type, ns), std::move(body), "application/json", options);
+  return Call("POST", Path(type, ns), std::move(body), "application/json", options);
 }
 
 absl::StatusOr<Json> Client::Update(const ResourceType& type, std::string_view ns,
                                     const Json& object, const WriteOptions& options) {
-  return Write("PUT", Path(type, ns, NameOf(object)), object.dump(), "application/json", options);
+  return Call("PUT", Path(type, ns, NameOf(object)), object.dump(), "application/json", options);
 }
 
 absl::StatusOr<Json> Client::UpdateSerialized(const ResourceType& type, std::string_view ns,
                                               std::string_view name, std::string body,
                                               const WriteOptions& options) {
-  return Write("PUT", Path(type, ns, name), std::move(body), "application/json", options);
+  return Call("PUT", Path(type, ns, name), std::move(body), "application/json", options);
 }
 
 absl::StatusOr<Json> Client::UpdateStatus(const ResourceType& type, std::string_view ns,
                                           const Json& object, const WriteOptions& options) {
-  return Write("PUT", Path(type, ns, NameOf(object), "status"), object.dump(), "application/json",
-               options);
+  return Call("PUT", Path(type, ns, NameOf(object), "status"), object.dump(), "application/json",
+              options);
 }
 
 absl::StatusOr<Json> Client::Apply(const ResourceType& type, std::string_view ns,
@@ -355,7 +345,7 @@ absl::StatusOr<Json> Client::Apply(const ResourceType& type, std::string_view ns
   apply.field_manager = std::string(field_manager);
   std::string path = Path(type, ns, name, subresource);
   if (force) path += "?force=true";
-  return Write("PATCH", std::move(path), object.dump(), "application/apply-patch+yaml", apply);
+  return Call("PATCH", std::move(path), object.dump(), "application/apply-patch+yaml", apply);
 }
 
 absl::Status Client::Delete(const ResourceType& type, std::string_view ns, std::string_view name,

@@ -58,23 +58,6 @@ struct Row {
 
 }  // namespace
 
-const Json& JsonAt(const Json& j, std::initializer_list<const char*> path) {
-  static const Json kNull;
-  const Json* at = &j;
-  for (const char* key : path) {
-    if (!at->is_object() || !at->contains(key)) return kNull;
-    at = &(*at)[key];
-  }
-  return *at;
-}
-
-std::string JsonString(const Json& j, std::initializer_list<const char*> path) {
-  const Json& at = JsonAt(j, path);
-  if (at.is_string()) return at.get<std::string>();
-  if (at.is_number()) return at.dump();
-  return "";
-}
-
 std::string HumanBytes(std::int64_t bytes) {
   if (bytes <= 0) return "0";
   if (bytes % kGiB == 0) return StrCat(bytes / kGiB, "Gi");

@@ -43,11 +43,9 @@ struct ClaimUse {
   std::string instance_uuid{};      // MIG instance the node reports for the claim
 };
 
-// The value at `path` in `j`, or null when a step is missing (never inserts, never asserts: the
-// objects come from the API and may lack any optional field).
-const Json& JsonAt(const Json& j, std::initializer_list<const char*> path);
-// The string at `path` (a number printed as JSON); "" when missing or of another type.
-std::string JsonString(const Json& j, std::initializer_list<const char*> path);
+// Objects come from the API and may lack any optional field (json_decode.h).
+using api::JsonAt;
+using api::JsonString;
 
 // A run of cells with one content.
 struct Span {

@@ -300,6 +300,15 @@ class ObjectEncoder {
   Json out_ = Json::object();
 };
 
+// Lenient reads of objects from outside, where any optional field may be missing: they never
+// insert and never assert.
+// The value at `path` in `j`, or null when a step is missing.
+const Json& JsonAt(const Json& j, std::initializer_list<const char*> path);
+// The string at `path` (a number printed as JSON); "" when missing or of another type.
+std::string JsonString(const Json& j, std::initializer_list<const char*> path);
+// The integer at `path`; 0 when missing or of another type.
+std::int64_t JsonInt(const Json& j, std::initializer_list<const char*> path);
+
 }  // namespace tessera::api
 
 namespace nlohmann {

@@ -159,10 +159,11 @@ class Client {
                                     bool idempotent, std::string_view what);
   std::vector<std::string> Headers(std::string_view content_type,
                                    std::string_view accept = "application/json");
-  // A write of a serialised body; the answer decoded as `options` asks.
-  absl::StatusOr<api::Json> Write(std::string_view method, std::string path_and_query,
-                                  std::string body, std::string_view content_type,
-                                  const WriteOptions& options);
+  // Every request but a watch: `body` serialised ("" and no content type for none), the query of
+  // `options` appended, the answer decoded as `options` asks.
+  absl::StatusOr<api::Json> Call(std::string_view method, std::string path_and_query,
+                                 std::string body, std::string_view content_type,
+                                 const WriteOptions& options);
 
   HttpClient http_;
   ClientOptions options_;
