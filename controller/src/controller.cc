@@ -142,12 +142,13 @@ absl::Status Controller::Start(std::chrono::milliseconds sync_timeout) {
       client_,
       kube::InformerOptions{.type = res::kResourceClaims, .transform = without_managed_fields});
   slices_ = std::make_unique<kube::Informer>(
-      client_, kube::InformerOptions{.type = res::kResourceSlices,
-                                     .field_selector = StrCat("spec.driver=", options_.driver),
-                                     .transform = [this](api::Json s) { return CachedSlice(s); },
-                                     // Each slice of 64 devices would otherwise be encoded by the
-                                     // API server and decoded here once more per write.
-                                     .watch_metadata_only = true});
+      client_,
+      kube::InformerOptions{.type = res::kResourceSlices,
+                            .field_selector = StrCat("spec.driver=", options_.driver),
+                            .transform = [this](api::Json s) { return CachedSlice(std::move(s)); },
+                            // Each slice of 64 devices would otherwise be encoded by the
+                            // API server and decoded here once more per write.
+                            .watch_metadata_only = true});
   RegisterHandlers();
   for (kube::Informer* i :
        {nodes_.get(), inventories_.get(), policies_.get(), claims_.get(), slices_.get()}) {
@@ -351,10 +352,11 @@ std::optional<api::Json> Controller::WrittenCompact(const api::Json& slice) {
   return it->second.object;
 }
 
-api::Json Controller::CachedSlice(const api::Json& slice) {
+api::Json Controller::CachedSlice(api::Json slice) {
   // Our own writes come back as watch events: reuse what we recorded.
   if (std::optional<api::Json> c = WrittenCompact(slice)) return *std::move(c);
-  if (slice.contains("spec")) return CompactSlice(slice);  // a list, or a server without metadata
+  if (slice.contains("spec"))
+    return CompactSlice(std::move(slice));  // a list, or a server without metadata
   if (std::optional<api::Json> c = CompactFromAnnotation(slice, options_.driver))
     return *std::move(c);
   // Only metadata, and its annotation is missing or stale (someone changed the spec): read it.

@@ -111,7 +111,7 @@ class Controller {
   std::optional<api::Json> WrittenCompact(const api::Json& slice);
   // The slice informer's transform: the compact form (pool.h) of a listed slice or of a watch
   // event's metadata, read whole when the metadata cannot be trusted.
-  api::Json CachedSlice(const api::Json& slice);
+  api::Json CachedSlice(api::Json slice);
   NodeContext& Context(const std::string& node);
   void Warn(const ObjectRef& object, const std::string& reason, const std::string& message);
 
