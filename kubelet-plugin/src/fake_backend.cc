@@ -18,7 +18,11 @@ using partitioner::GpuModel;
 using partitioner::GpuState;
 using partitioner::Placement;
 
-constexpr int kStateVersion = 1;
+// 1: one JSON document, rewritten whole after every change. 2: a snapshot line in that document's
+// shape, then one line per change since (see fake_backend.h).
+constexpr int kStateVersion = 2;
+// Changes appended after the snapshot before the file is rewritten as one snapshot line.
+constexpr int kChangesPerSnapshot = 512;
 
 // A stable, UUID-shaped identifier from a few numbers.
 std::string FakeUuid(const char* prefix, unsigned a, unsigned b) {
@@ -106,9 +110,12 @@ absl::StatusOr<std::unique_ptr<FakeGpuBackend>> FakeGpuBackend::Open(FakeNodeSpe
   if (!b->state_path_.empty()) {
     absl::StatusOr<std::string> text = ReadWholeFile(b->state_path_);
     if (text.ok()) {
-      if (absl::Status s = b->Load(*text); !s.ok()) {
+      absl::StatusOr<Json> state = ReadFakeGpuState(*text);
+      absl::Status s = state.ok() ? b->Load(*state) : state.status();
+      if (!s.ok()) {
         return absl::DataLossError(StrCat("fake GPU state ", b->state_path_, ": ", s.message()));
       }
+      if (absl::Status w = b->WriteSnapshot(); !w.ok()) return w;
       return b;
     }
     if (text.status().code() != absl::StatusCode::kNotFound) return text.status();
@@ -142,12 +149,84 @@ absl::StatusOr<std::unique_ptr<FakeGpuBackend>> FakeGpuBackend::Open(FakeNodeSpe
       }
     }
   }
-  if (absl::Status s = b->Save(); !s.ok()) return s;
+  if (absl::Status s = b->WriteSnapshot(); !s.ok()) return s;
   return b;
 }
 
-absl::Status FakeGpuBackend::Save() {
+absl::StatusOr<Json> ReadFakeGpuState(std::string_view text) {
+  // Format 1: the whole file is the state, indented over many lines.
+  if (Json whole = Json::parse(text, nullptr, false);
+      whole.is_object() && whole.value("version", 0) == 1) {
+    whole["version"] = kStateVersion;
+    return whole;
+  }
+  Json state;
+  std::size_t line_no = 0;
+  for (std::size_t at = 0; at < text.size(); ++line_no) {
+    const std::size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) break;  // a torn last line: never acknowledged, ignored
+    const std::string_view line = text.substr(at, end - at);
+    at = end + 1;
+    Json j = Json::parse(line, nullptr, false);
+    const std::string where = StrCat("line ", line_no + 1);
+    if (!j.is_object()) return absl::DataLossError(StrCat(where, ": not a JSON object"));
+    if (line_no == 0) {
+      if (j.value("version", 0) != kStateVersion || !j.contains("gpus") || !j["gpus"].is_array()) {
+        return absl::DataLossError(
+            StrCat(where, ": not a version ", kStateVersion, " fake GPU state snapshot"));
+      }
+      state = std::move(j);
+      continue;
+    }
+    // A change: find its GPU and instance.
+    const std::string op = j.value("op", "");
+    const int g = j.value("gpu", -1);
+    if (g < 0 || g >= static_cast<int>(state["gpus"].size())) {
+      return absl::DataLossError(StrCat(where, ": no GPU ", g));
+    }
+    Json& gpu = state["gpus"][static_cast<std::size_t>(g)];
+    Json& instances = gpu["instances"];
+    if (!instances.is_array()) instances = Json::array();
+    auto instance = std::find_if(instances.begin(), instances.end(), [&](const Json& i) {
+      return i.value("giId", 0) == j.value("giId", -1);
+    });
+    if (op == "create") {
+      state["nextUuid"] = j.value("nextUuid", state.value("nextUuid", 1));
+      j.erase("op");
+      j.erase("gpu");
+      j.erase("nextUuid");
+      instances.push_back(std::move(j));
+    } else if (op == "destroy" && instance != instances.end()) {
+      instances.erase(instance);
+    } else if (op == "inUse" && instance != instances.end()) {
+      (*instance)["inUse"] = j.value("inUse", false);
+    } else if (op == "timeSlice") {
+      gpu["timeSlice"] = j.value("timeSlice", "");
+    } else {
+      return absl::DataLossError(
+          StrCat(where, ": change \"", op, "\" of GI ", j.value("giId", -1), " on GPU ", g,
+                 op == "destroy" || op == "inUse" ? ", which does not exist" : " is unknown"));
+    }
+  }
+  if (state.is_null()) return absl::DataLossError("no snapshot line");
+  return state;
+}
+
+absl::Status FakeGpuBackend::Record(const Json& change) {
+  if (log_ == nullptr) return absl::OkStatus();
+  // Like a GPU's state, this does not survive a power loss; a crash of the process keeps it.
+  if (absl::Status s = log_->Write(change.dump(), nullptr).status(); !s.ok()) return s;
+  if (++changes_ < kChangesPerSnapshot) return absl::OkStatus();
+  return WriteSnapshot();
+}
+
+absl::Status FakeGpuBackend::WriteSnapshot() {
   if (state_path_.empty()) return absl::OkStatus();
+  if (log_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<AppendLog>> log = AppendLog::Open(state_path_, /*sync=*/false);
+    if (!log.ok()) return log.status();
+    log_ = *std::move(log);
+  }
   Json gpus = Json::array();
   for (const FakeGpu& g : gpus_) {
     Json instances = Json::array();
@@ -166,16 +245,12 @@ absl::Status FakeGpuBackend::Save() {
     gpus.push_back(std::move(saved));
   }
   const Json state = {{"version", kStateVersion}, {"nextUuid", next_uuid_}, {"gpus", gpus}};
-  // Like a GPU's state, this does not survive a power loss; a crash of the process keeps it.
-  return WriteFileAtomically(state_path_, state.dump(1), 0600, /*durable=*/false);
+  changes_ = 0;
+  return log_->Rewrite(
+      [&](const std::string*) -> absl::StatusOr<std::string> { return state.dump() + "\n"; });
 }
 
-absl::Status FakeGpuBackend::Load(const std::string& text) {
-  Json state = Json::parse(text, nullptr, false);
-  if (!state.is_object() || state.value("version", 0) != kStateVersion || !state.contains("gpus") ||
-      !state["gpus"].is_array()) {
-    return absl::DataLossError("not a version 1 fake GPU state");
-  }
+absl::Status FakeGpuBackend::Load(const Json& state) {
   if (state["gpus"].size() != gpus_.size()) {
     return absl::DataLossError(
         StrCat("has ", state["gpus"].size(), " GPUs, the description ", gpus_.size()));
@@ -310,7 +385,17 @@ absl::StatusOr<api::MigInstanceInfo> FakeGpuBackend::CreateMigInstance(int gpu_i
                     .in_use = false};
   gpu.instances.push_back(inst);
   ++creates_;
-  if (absl::Status s = Save(); !s.ok()) return s;
+  if (absl::Status s = Record({{"op", "create"},
+                               {"gpu", gpu_index},
+                               {"giId", gi},
+                               {"profile", gpu.model->profiles[profile].name},
+                               {"start", pl.start},
+                               {"uuid", inst.uuid},
+                               {"inUse", false},
+                               {"nextUuid", next_uuid_}});
+      !s.ok()) {
+    return s;
+  }
   return api::MigInstanceInfo{.profile = gpu.model->profiles[profile].name,
                               .placement = placement,
                               .gpu_instance_id = gi,
@@ -337,7 +422,7 @@ absl::Status FakeGpuBackend::DestroyMigInstance(int gpu_index, int gi_id) {
   if (it->in_use) return NvmlStatus(NvmlError::kInUse, call, "a process is running on it");
   gpu.instances.erase(it);
   ++destroys_;
-  return Save();
+  return Record({{"op", "destroy"}, {"gpu", gpu_index}, {"giId", gi_id}});
 }
 
 absl::Status FakeGpuBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval interval) {
@@ -349,7 +434,7 @@ absl::Status FakeGpuBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval 
     return NvmlStatus(NvmlError::kInvalidArgument, call, "no such GPU");
   }
   gpus_[gpu_index].time_slice = interval;
-  return Save();
+  return Record({{"op", "timeSlice"}, {"gpu", gpu_index}, {"timeSlice", api::ToString(interval)}});
 }
 
 absl::StatusOr<std::int64_t> FakeGpuBackend::MemoryUsed(int gpu_index, std::string_view uuid) {
@@ -382,7 +467,7 @@ absl::Status FakeGpuBackend::SetInUse(int gpu_index, int gi_id, bool in_use) {
   for (FakeInstance& i : gpus_[gpu_index].instances) {
     if (i.gi_id == gi_id) {
       i.in_use = in_use;
-      return Save();
+      return Record({{"op", "inUse"}, {"gpu", gpu_index}, {"giId", gi_id}, {"inUse", in_use}});
     }
   }
   return absl::NotFoundError(StrCat("GPU ", gpu_index, " has no GI ", gi_id));

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tessera/api/strings.h"
+#include "tessera/plugin/fake_backend.h"
 
 namespace tessera::e2e {
 namespace {
@@ -57,7 +58,7 @@ class PluginE2ETest : public E2ETest {
   absl::StatusOr<Json> FakeGpuState() {
     absl::StatusOr<std::string> text = ReadFile(root_ + "/tessera/fake-gpus-state.json");
     if (!text.ok()) return text.status();
-    return Json::parse(*text);
+    return plugin::ReadFakeGpuState(*text);
   }
 
   std::string root_;

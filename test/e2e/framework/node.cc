@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "tessera/api/strings.h"
+#include "tessera/plugin/fake_backend.h"
 
 namespace tessera::e2e {
 namespace {
@@ -149,9 +150,8 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> StartTesseraPlugin(
 absl::StatusOr<Json> FakeGpuState(const KubeletSim& kubelet) {
   absl::StatusOr<std::string> text = ReadFile(kubelet.root() + "/tessera/fake-gpus-state.json");
   if (!text.ok()) return text.status();
-  Json j = Json::parse(*text, nullptr, false);
-  if (j.is_discarded()) return absl::UnavailableError("fake GPU state is being written");
-  return j;
+  // The plugin rewrites the file with a rename and appends whole lines: what is read is complete.
+  return plugin::ReadFakeGpuState(*text);
 }
 
 absl::StatusOr<std::set<std::string>> FakeMigInstances(const KubeletSim& kubelet) {

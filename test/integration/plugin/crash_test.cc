@@ -19,6 +19,7 @@
 #include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "tessera/plugin/checkpoint.h"
+#include "tessera/plugin/fake_backend.h"
 #include "tessera/plugin/fault.h"
 #include "tessera/plugin/files.h"
 #include "tessera/plugin/mps.h"
@@ -36,7 +37,10 @@ std::vector<std::tuple<int, std::string, int>> Instances(const TempDir& dir) {
   std::vector<std::tuple<int, std::string, int>> out;
   absl::StatusOr<std::string> text = plugin::ReadWholeFile(dir / "data/fake-gpus-state.json");
   if (!text.ok()) return out;
-  nlohmann::json state = nlohmann::json::parse(*text);
+  absl::StatusOr<nlohmann::json> read = plugin::ReadFakeGpuState(*text);
+  EXPECT_TRUE(read.ok()) << read.status();
+  if (!read.ok()) return out;
+  nlohmann::json& state = *read;
   for (std::size_t g = 0; g < state["gpus"].size(); ++g) {
     for (const auto& i : state["gpus"][g]["instances"]) {
       out.emplace_back(static_cast<int>(g), i["profile"].get<std::string>(), i["start"].get<int>());

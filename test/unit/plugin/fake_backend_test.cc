@@ -136,6 +136,93 @@ TEST_F(FakeBackendTest, InstancesSurviveARestartThroughTheStateFile) {
   EXPECT_EQ(broken.status().code(), absl::StatusCode::kDataLoss);
 }
 
+std::vector<std::string> Lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST_F(FakeBackendTest, ChangesAreAppendedAndReplayedAfterARestart) {
+  {
+    std::unique_ptr<FakeGpuBackend> b = Open();
+    const NodeInventory inv = *b->Discover();
+    const int p1g = ProfileId(inv, 0, "1g.10gb");
+    ASSERT_TRUE(b->CreateMigInstance(0, p1g, {0, 1}).ok());  // GI 2 (GI 1: the described 3g)
+    ASSERT_TRUE(b->CreateMigInstance(0, p1g, {1, 1}).ok());  // GI 3
+    ASSERT_TRUE(b->DestroyMigInstance(0, 2).ok());
+    ASSERT_TRUE(b->SetInUse(0, 3, true).ok());
+    ASSERT_TRUE(b->SetTimeSlice(2, api::TimeSliceInterval::kLong).ok());
+    // One snapshot line, then one line per change: nothing was rewritten.
+    const std::vector<std::string> lines = Lines(state_);
+    ASSERT_EQ(lines.size(), 6u);
+    EXPECT_NE(lines[1].find(R"("op":"create")"), std::string::npos) << lines[1];
+    EXPECT_NE(lines[3].find(R"("op":"destroy")"), std::string::npos) << lines[3];
+  }
+  std::unique_ptr<FakeGpuBackend> again = Open();
+  const NodeInventory inv = *again->Discover();
+  ASSERT_EQ(inv.gpus[0].mig_instances.size(), 2u);
+  EXPECT_EQ(inv.gpus[0].mig_instances[1].gpu_instance_id, 3);
+  EXPECT_EQ(inv.gpus[0].mig_instances[1].placement.start, 1);
+  EXPECT_EQ(inv.gpus[2].time_slice_interval, api::TimeSliceInterval::kLong);
+  // Still in use after the restart: destroy fails as before.
+  EXPECT_EQ(NvmlErrorOf(again->DestroyMigInstance(0, 3)), NvmlError::kInUse);
+  // Opening rewrote the file as one snapshot line.
+  EXPECT_EQ(Lines(state_).size(), 1u);
+}
+
+TEST_F(FakeBackendTest, TheStateFileIsRewrittenAfterManyChanges) {
+  std::unique_ptr<FakeGpuBackend> b = Open();
+  const int p1g = ProfileId(*b->Discover(), 0, "1g.10gb");
+  for (int i = 0; i < 600; ++i) {
+    ASSERT_TRUE(b->CreateMigInstance(0, p1g, {0, 1}).ok());
+    ASSERT_TRUE(b->DestroyMigInstance(0, 2).ok());
+  }
+  // 1,200 changes, a snapshot every 512: 1,200 - 2 * 512 = 176 lines after the last one.
+  EXPECT_EQ(Lines(state_).size(), 1u + 176u);
+  ASSERT_TRUE(b->CreateMigInstance(0, p1g, {1, 1}).ok());
+  std::unique_ptr<FakeGpuBackend> again = Open();
+  EXPECT_EQ(again->Discover()->gpus[0].mig_instances.size(), 2u);
+}
+
+TEST(ReadFakeGpuStateTest, ReadsBothFormatsIgnoresATornLineAndNamesBadLines) {
+  const std::string snapshot =
+      R"({"version":2,"nextUuid":3,"gpus":[{"uuid":"GPU-a","model":"h100-80gb","migEnabled":true,)"
+      R"("instances":[{"giId":1,"profile":"3g.40gb","start":4,"uuid":"MIG-1","inUse":false}]}]})";
+  const std::string create =
+      R"({"op":"create","gpu":0,"giId":2,"profile":"1g.10gb","start":0,"uuid":"MIG-2",)"
+      R"("inUse":false,"nextUuid":4})";
+  absl::StatusOr<api::Json> state =
+      ReadFakeGpuState(snapshot + "\n" + create + "\n" + R"({"op":"destroy","gpu":0,"gi)");
+  ASSERT_TRUE(state.ok()) << state.status();
+  const api::Json& instances = (*state)["gpus"][0]["instances"];
+  ASSERT_EQ(instances.size(), 2u);  // the torn destroy was never acknowledged
+  EXPECT_EQ(instances[1]["uuid"], "MIG-2");
+  EXPECT_EQ(instances[1].count("op"), 0u);
+  EXPECT_EQ((*state)["nextUuid"], 4);
+
+  // Format 1: one indented document.
+  api::Json v1 = api::Json::parse(snapshot);
+  v1["version"] = 1;
+  state = ReadFakeGpuState(v1.dump(1));
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ((*state)["gpus"][0]["instances"].size(), 1u);
+
+  for (const auto& [text, error] : std::vector<std::pair<std::string, std::string>>{
+           {"", "no snapshot line"},
+           {create + "\n", "line 1: not a version 2 fake GPU state snapshot"},
+           {snapshot + "\n{oops\n", "line 2: not a JSON object"},
+           {snapshot + "\n" + R"({"op":"destroy","gpu":0,"giId":7})" + "\n",
+            "line 2: change \"destroy\" of GI 7 on GPU 0, which does not exist"},
+           {snapshot + "\n" + R"({"op":"create","gpu":3,"giId":2})" + "\n", "line 2: no GPU 3"},
+       }) {
+    absl::StatusOr<api::Json> bad = ReadFakeGpuState(text);
+    ASSERT_FALSE(bad.ok()) << text;
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(bad.status().message().find(error), std::string::npos) << bad.status();
+  }
+}
+
 TEST_F(FakeBackendTest, InjectedFaultsHitTheNextCalls) {
   std::unique_ptr<FakeGpuBackend> b = Open();
   const NodeInventory inv = *b->Discover();

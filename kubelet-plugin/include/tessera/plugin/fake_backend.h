@@ -19,8 +19,20 @@
 // occupied or overlapping one (or exhausted compute) INSUFFICIENT_RESOURCES, any MIG call on a GPU
 // with MIG off NOT_SUPPORTED, destroying an instance with processes on it IN_USE, an unknown GI
 // NOT_FOUND. GI IDs are the smallest free positive number. The instances are persisted to a state
-// file (written atomically after every change) so that a restarted plugin finds what it left, as on
-// a real node. Thread-safe.
+// file so that a restarted plugin finds what it left, as on a real node. Thread-safe.
+//
+// The state file is JSON lines: a snapshot of every GPU, then one line per change since, appended
+// (AppendLog) as it happens:
+//
+//   {"version":2,"nextUuid":9,"gpus":[{"uuid":…,"model":"h100-80gb","migEnabled":true,
+//                                      "instances":[{"giId":1,"profile":"3g.40gb","start":4,…}]}]}
+//   {"op":"create","gpu":0,"giId":2,"profile":"1g.10gb","start":0,"uuid":…,"inUse":false,…}
+//   {"op":"destroy","gpu":0,"giId":2}
+//   {"op":"timeSlice","gpu":1,"timeSlice":"Long"} / {"op":"inUse","gpu":0,"giId":1,"inUse":true}
+//
+// (Format 1 rewrote one JSON document on every change, a temporary file and a rename that cost more
+// CPU than the rest of a prepare; it is still read.) The file is rewritten as one snapshot when
+// opened and every 512 changes. A process killed mid-append leaves a torn last line, ignored.
 
 #include <atomic>
 #include <chrono>
@@ -32,8 +44,10 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "tessera/api/json_decode.h"
 #include "tessera/partitioner/catalogue.h"
 #include "tessera/partitioner/gpu_state.h"
+#include "tessera/plugin/files.h"
 #include "tessera/plugin/gpu_backend.h"
 
 namespace tessera::plugin {
@@ -58,6 +72,11 @@ struct FakeNodeSpec {
 
 // Strict: unknown fields, unknown models and bad instances are errors naming the field.
 absl::StatusOr<FakeNodeSpec> ParseFakeNodeSpec(std::string_view yaml);
+
+// A state file's content (format 1 or 2) as one snapshot in format 2's first-line shape, changes
+// applied: what tests and tools read to see the simulated GPUs. DataLoss naming the line if a line
+// is not JSON, the first is not a snapshot or a change names a GPU or instance that is not there.
+absl::StatusOr<api::Json> ReadFakeGpuState(std::string_view text);
 
 class FakeGpuBackend : public GpuBackend {
  public:
@@ -110,14 +129,19 @@ class FakeGpuBackend : public GpuBackend {
 
   explicit FakeGpuBackend(FakeNodeSpec spec, std::string state_path)
       : spec_(std::move(spec)), state_path_(std::move(state_path)) {}
-  absl::Status Save() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Load(const std::string& text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends one change to the state file (and every kChangesPerSnapshot, rewrites it).
+  absl::Status Record(const api::Json& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rewrites the state file as one snapshot line (opening it first).
+  absl::Status WriteSnapshot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Load(const api::Json& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status TakeFault(const std::string& op, std::string_view call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const FakeNodeSpec spec_;
   const std::string state_path_;
   mutable std::mutex mu_;
+  std::unique_ptr<AppendLog> log_ ABSL_GUARDED_BY(mu_);
+  int changes_ ABSL_GUARDED_BY(mu_) = 0;  // lines appended since the last snapshot
   std::vector<FakeGpu> gpus_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::pair<NvmlError, int>> faults_ ABSL_GUARDED_BY(mu_);
   int next_uuid_ ABSL_GUARDED_BY(mu_) = 1;
