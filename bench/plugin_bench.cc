@@ -13,7 +13,10 @@
 //                     (exec to a GetInfo answer).                     targets <= 30 MB, <= 200 ms
 //
 // Prints one JSON object per scenario.
-// Usage: plugin-bench [--rounds N] [--concurrency 1,8,64] [--only NAME]
+// Usage: plugin-bench [--rounds N] [--concurrency 1,8,64] [--plugin BINARY] [--only NAME]
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -32,6 +35,9 @@ namespace {
 
 using namespace tessera::testing;  // NOLINT: a benchmark program
 using Clock = std::chrono::steady_clock;
+
+// The plugin binary (--plugin): the build's, or for example a script that runs it under perf.
+std::string g_plugin = TESSERA_PLUGIN_BINARY;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -99,13 +105,33 @@ std::vector<double> Concurrently(const PluginProcess& p, const std::vector<Kubel
   return latency;
 }
 
+// CPU seconds (user + system) a process has used: the plugin's from /proc, ours from getrusage.
+double ProcessCpuS(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14 || i == 15) ticks += std::atof(f.c_str());  // utime, stime
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double SelfCpuS() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
   TempDir dir;
   FakeApiServer api;
   Setup(dir, api,
         "gpus:\n- model: h100-80gb\n  count: 8\n- model: a100-40gb\n  count: 1\n  migEnabled: "
         "false\n");
-  PluginProcess p(dir, "");
+  PluginProcess p(dir, "", g_plugin);
   if (!p.WaitReady()) return {{"scenario", "prepare-latency"}, {"error", "plugin did not start"}};
   std::vector<KubeletClaim> claims;
   for (int i = 0; i < concurrent; ++i) claims.push_back(MakeClaim(api, i));
@@ -114,12 +140,19 @@ nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
   // One unmeasured round: the plugin's API-server connections are then open, as on a live node.
   Concurrently(p, claims, true, &failures);
   Concurrently(p, claims, false, &failures);
+  const double plugin_cpu0 = ProcessCpuS(p.pid());
+  const double self_cpu0 = SelfCpuS();
   for (int r = 0; r < rounds; ++r) {
     std::vector<double> l = Concurrently(p, claims, true, &failures);
     prepare.insert(prepare.end(), l.begin(), l.end());
     l = Concurrently(p, claims, false, &failures);
     unprepare.insert(unprepare.end(), l.begin(), l.end());
   }
+  // Per call (prepare or unprepare): the plugin's CPU, and this process's (the kubelet's gRPC
+  // clients and the API server stand-in), both on the same cores.
+  const double calls = 2.0 * rounds * concurrent;
+  const double plugin_cpu_ms = (ProcessCpuS(p.pid()) - plugin_cpu0) * 1000 / calls;
+  const double harness_cpu_ms = (SelfCpuS() - self_cpu0) * 1000 / calls;
   std::sort(prepare.begin(), prepare.end());
   std::sort(unprepare.begin(), unprepare.end());
   return {{"scenario", "prepare-latency"},
@@ -132,6 +165,8 @@ nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
           {"prepare_max_ms", Percentile(prepare, 1.0)},
           {"unprepare_p50_ms", Percentile(unprepare, 0.5)},
           {"unprepare_p99_ms", Percentile(unprepare, 0.99)},
+          {"plugin_cpu_ms_per_call", plugin_cpu_ms},
+          {"harness_cpu_ms_per_call", harness_cpu_ms},
           {"prepare_ms", prepare},
           {"unprepare_ms", unprepare},
           {"target_prepare_p99_ms", 5}};
@@ -144,7 +179,7 @@ nlohmann::json MigBatches(const std::string& scope) {
   FakeApiServer api;
   Setup(dir, api, "createLatencyMs: 500\ngpus:\n- model: h100-80gb\n  count: 8\n");
   setenv("TESSERA_LOCK_SCOPE", scope.c_str(), 1);  // the plugin reads its flags from the env too
-  PluginProcess p(dir, "");
+  PluginProcess p(dir, "", g_plugin);
   unsetenv("TESSERA_LOCK_SCOPE");
   if (!p.WaitReady()) {
     return {{"lock_scope", scope}, {"error", "plugin did not start (see its log)"}};
@@ -169,7 +204,7 @@ nlohmann::json ParallelMig() {
   TempDir dir;
   FakeApiServer api;
   Setup(dir, api, "createLatencyMs: 500\ngpus:\n- model: h100-80gb\n  count: 8\n");
-  PluginProcess p(dir, "");
+  PluginProcess p(dir, "", g_plugin);
   if (!p.WaitReady()) return {{"scenario", "parallel-mig"}, {"error", "plugin did not start"}};
   int failures = 0;
   // One claim alone (GPU 0), then 8 claims on GPUs 0..7 at once.
@@ -207,7 +242,7 @@ nlohmann::json Footprint() {
   std::vector<double> starts;
   for (int run = 0; run < 5; ++run) {
     const auto start = Clock::now();
-    PluginProcess p(dir, "");
+    PluginProcess p(dir, "", g_plugin);
     // Poll GetInfo every millisecond.
     bool ready = false;
     for (int i = 0; i < 5000 && !ready; ++i) {
@@ -221,7 +256,7 @@ nlohmann::json Footprint() {
     if (!ready) return {{"scenario", "footprint"}, {"error", "plugin did not start"}};
     starts.push_back(Ms(Clock::now() - start));
   }
-  PluginProcess p(dir, "");
+  PluginProcess p(dir, "", g_plugin);
   if (!p.WaitReady()) return {{"scenario", "footprint"}, {"error", "plugin did not start"}};
   const long idle = RssKiB(p.pid());
   std::vector<KubeletClaim> claims;
@@ -257,10 +292,12 @@ int main(int argc, char** argv) {
       concurrency.clear();
       std::stringstream list(argv[++i]);
       for (std::string n; std::getline(list, n, ',');) concurrency.push_back(std::atoi(n.c_str()));
+    } else if (a == "--plugin" && i + 1 < argc) {
+      g_plugin = argv[++i];
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
     } else {
-      std::cerr << "usage: plugin-bench [--rounds N] [--concurrency 1,8,64] "
+      std::cerr << "usage: plugin-bench [--rounds N] [--concurrency 1,8,64] [--plugin BINARY] "
                    "[--only prepare-latency|parallel-mig|footprint]\n";
       return 2;
     }
