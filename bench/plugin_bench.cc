@@ -1,7 +1,8 @@
 // plugin-bench: the kubelet plugin's targets (issue #6), measured through the real binary over real
 // unix sockets and gRPC, with the fake GPU backend and a loopback stand-in for the API server.
 //
-//   prepare-latency   N claims prepared concurrently (one kubelet connection each) for each N of
+//   prepare-latency   N claims prepared concurrently (one thread each, on one connection) for each
+//   N of
 //                     --concurrency (default 1,8,64), zero actuation latency; p50/p99 over
 //                     --rounds rounds after one warm-up round, and every latency measured.
 //                                                                 target p99 <= 5 ms at 64
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <latch>
 #include <numeric>
 #include <sstream>
 #include <thread>
@@ -71,30 +73,31 @@ std::string CallOne(const PluginProcess& p, const KubeletClaim& c, bool prepare)
   return out[c.uid].error;
 }
 
-// All claims at once, one thread and connection each; the latency of every call.
+// All claims at once, one thread each, over one connection as the kubelet has one per plugin (its
+// calls are multiplexed on it); the latency of every call.
 std::vector<double> Concurrently(const PluginProcess& p, const std::vector<KubeletClaim>& claims,
                                  bool prepare, int* failures) {
   std::vector<double> latency(claims.size());
   std::vector<std::string> errors(claims.size());
-  // Connect first so that the measurement is the call, as with the kubelet's long-lived channel.
-  std::vector<std::unique_ptr<FakeKubelet>> kubelets;
-  for (std::size_t i = 0; i < claims.size(); ++i) {
-    kubelets.push_back(std::make_unique<FakeKubelet>());
-    kubelets.back()->Connect(p.dra_socket(), "v1.DRAPlugin");
-    kubelets.back()->channel()->WaitForConnected(std::chrono::system_clock::now() +
-                                                 std::chrono::seconds(5));
-  }
+  // Connected first so that the measurement is the call, as with the kubelet's long-lived channel.
+  FakeKubelet kubelet;
+  kubelet.Connect(p.dra_socket(), "v1.DRAPlugin");
+  kubelet.channel()->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // The threads are started before the calls, which then begin together.
+  std::latch go(1);
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < claims.size(); ++i) {
     threads.emplace_back([&, i] {
+      go.wait();
       std::map<std::string, ClaimReply> out;
       const auto start = Clock::now();
-      grpc::Status s = prepare ? kubelets[i]->Prepare({claims[i]}, &out)
-                               : kubelets[i]->Unprepare({claims[i]}, &out);
+      grpc::Status s =
+          prepare ? kubelet.Prepare({claims[i]}, &out) : kubelet.Unprepare({claims[i]}, &out);
       latency[i] = Ms(Clock::now() - start);
       errors[i] = s.ok() ? out[claims[i].uid].error : "grpc: " + s.error_message();
     });
   }
+  go.count_down();
   for (auto& t : threads) t.join();
   for (const std::string& e : errors) {
     if (!e.empty()) {
@@ -142,10 +145,15 @@ nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
   Concurrently(p, claims, false, &failures);
   const double plugin_cpu0 = ProcessCpuS(p.pid());
   const double self_cpu0 = SelfCpuS();
+  Clock::duration busy{};  // wall time of the rounds themselves, for the CPU utilisation
   for (int r = 0; r < rounds; ++r) {
+    auto start = Clock::now();
     std::vector<double> l = Concurrently(p, claims, true, &failures);
+    busy += Clock::now() - start;
     prepare.insert(prepare.end(), l.begin(), l.end());
+    start = Clock::now();
     l = Concurrently(p, claims, false, &failures);
+    busy += Clock::now() - start;
     unprepare.insert(unprepare.end(), l.begin(), l.end());
   }
   // Per call (prepare or unprepare): the plugin's CPU, and this process's (the kubelet's gRPC
@@ -153,6 +161,9 @@ nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
   const double calls = 2.0 * rounds * concurrent;
   const double plugin_cpu_ms = (ProcessCpuS(p.pid()) - plugin_cpu0) * 1000 / calls;
   const double harness_cpu_ms = (SelfCpuS() - self_cpu0) * 1000 / calls;
+  // How much of the machine the rounds used: 1.0 is every core busy for their whole wall time.
+  const double utilisation = (plugin_cpu_ms + harness_cpu_ms) * calls / Ms(busy) /
+                             static_cast<double>(std::thread::hardware_concurrency());
   std::sort(prepare.begin(), prepare.end());
   std::sort(unprepare.begin(), unprepare.end());
   return {{"scenario", "prepare-latency"},
@@ -167,6 +178,8 @@ nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
           {"unprepare_p99_ms", Percentile(unprepare, 0.99)},
           {"plugin_cpu_ms_per_call", plugin_cpu_ms},
           {"harness_cpu_ms_per_call", harness_cpu_ms},
+          {"cores", std::thread::hardware_concurrency()},
+          {"cpu_utilisation", utilisation},
           {"prepare_ms", prepare},
           {"unprepare_ms", unprepare},
           {"target_prepare_p99_ms", 5}};

@@ -437,12 +437,12 @@ std::vector<CheckpointStore::RecordPtr> CheckpointStore::Snapshot() const {
   return out;
 }
 
-absl::Status CheckpointStore::Put(const ClaimRecord& record) {
+absl::Status CheckpointStore::Put(const ClaimRecord& record, std::string encoded) {
   if (!SafeUid(record.uid)) {
     return absl::InvalidArgumentError(
         StrCat("claim UID \"", record.uid, "\" is not a Kubernetes UID"));
   }
-  const std::string line = EncodeLine(record, boot_id_);
+  const std::string line = encoded.empty() ? EncodeLine(record, boot_id_) : std::move(encoded);
   auto shared = std::make_shared<const ClaimRecord>(record);
   return Append(line, [&] { records_[record.uid] = std::move(shared); });
 }

@@ -456,10 +456,16 @@ absl::Status Preparer::Commit(ClaimRecord& record) {
   for (PreparedDevice& d : record.devices) {
     d.cdi_ids = {cdi_.QualifiedName(record.uid, d.device)};
   }
-  if (absl::Status s = WriteCdi(record); !s.ok()) return s;
+  // The spec carries the record as prepared, in its journal form; the journal then gets the same
+  // line.
+  const ClaimPhase phase = record.phase;
+  record.phase = ClaimPhase::kPrepared;
+  const std::string encoded = CheckpointStore::Encode(record, checkpoint_.boot_id());
+  record.phase = phase;  // until the spec is written
+  if (absl::Status s = WriteCdi(record, encoded); !s.ok()) return s;
   fault::Reached("prepare.cdi-written");
   record.phase = ClaimPhase::kPrepared;
-  return checkpoint_.Put(record);
+  return checkpoint_.Put(record, encoded);
 }
 
 // The MIG half of the intent, decided under the GPU lock: a share device joins the instance other
@@ -544,7 +550,7 @@ absl::Status Preparer::ActuateSharing(const ClaimRecord& record, PreparedDevice&
   return absl::OkStatus();
 }
 
-absl::Status Preparer::WriteCdi(const ClaimRecord& record) {
+absl::Status Preparer::WriteCdi(const ClaimRecord& record, const std::string& encoded) {
   CdiClaimSpec spec;
   std::vector<std::string> uuids;
   for (const PreparedDevice& d : record.devices) {
@@ -584,10 +590,8 @@ absl::Status Preparer::WriteCdi(const ClaimRecord& record) {
   spec.common.env = {StrCat("CUDA_VISIBLE_DEVICES=", StrJoin(uuids, ",")),
                      "NVIDIA_VISIBLE_DEVICES=void"};
   if (options_.driver_files != nullptr) spec.common.mounts = options_.driver_files->Mounts();
-  ClaimRecord prepared = record;
-  prepared.phase = ClaimPhase::kPrepared;
   spec.annotations["tessera.dev/claim"] = StrCat(record.namespace_, "/", record.name);
-  spec.annotations["tessera.dev/record"] = CheckpointStore::Encode(prepared, checkpoint_.boot_id());
+  spec.annotations["tessera.dev/record"] = encoded;
   return cdi_.Write(record.uid, spec);
 }
 
@@ -827,7 +831,10 @@ absl::StatusOr<ReconcileReport> Preparer::Start() {
   if (!present.ok()) return present.status();
   for (const ClaimRecord& r : checkpoint_.All()) {
     if (std::find(present->begin(), present->end(), r.uid) != present->end()) continue;
-    if (absl::Status s = WriteCdi(r); !s.ok()) {
+    ClaimRecord prepared = r;
+    prepared.phase = ClaimPhase::kPrepared;
+    const std::string encoded = CheckpointStore::Encode(prepared, checkpoint_.boot_id());
+    if (absl::Status s = WriteCdi(r, encoded); !s.ok()) {
       report.problems.push_back(
           StrCat("claim ", r.namespace_, "/", r.name, ": rewriting its CDI spec: ", s.message()));
     }

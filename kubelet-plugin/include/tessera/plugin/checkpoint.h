@@ -125,8 +125,9 @@ class CheckpointStore {
   // The records as they are now, shared rather than copied (a prepare looks at every other claim).
   using RecordPtr = std::shared_ptr<const ClaimRecord>;
   std::vector<RecordPtr> Snapshot() const;
-  // Appends the record to the journal and makes it visible to Get/All.
-  absl::Status Put(const ClaimRecord& record);
+  // Appends the record to the journal and makes it visible to Get/All. `encoded`, if given, must
+  // be Encode(record, boot_id()) (a caller that needed it anyway saves the second encoding).
+  absl::Status Put(const ClaimRecord& record, std::string encoded = "");
   // Appends the claim's erasure (unknown: a no-op line).
   absl::Status Erase(const std::string& uid);
 

@@ -150,7 +150,9 @@ class Preparer {
   // Undoes everything `record` holds, skipping resources other claims still use. Stops at the
   // first failure (the record then still names what is left).
   absl::Status Release(ClaimRecord& record, bool crash_points);
-  absl::Status WriteCdi(const ClaimRecord& record);
+  // `encoded`: the record as prepared, in the checkpoint's form (CheckpointStore::Encode), which
+  // the spec carries so that a lost checkpoint can be restored from it.
+  absl::Status WriteCdi(const ClaimRecord& record, const std::string& encoded);
   std::vector<CheckpointStore::RecordPtr> OthersThan(const std::string& uid) const;
   std::vector<int> GpusOf(const ClaimRecord& record) const;
   // The lock indexes that cover `gpus`: the GPUs themselves, or the node lock (LockScope::kNode).
