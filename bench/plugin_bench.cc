@@ -6,6 +6,8 @@
 //                     --concurrency (default 1,8,64), zero actuation latency; p50/p99 over
 //                     --rounds rounds after one warm-up round, and every latency measured.
 //                                                                 target p99 <= 5 ms at 64
+//   transport-floor   the same calls against a gRPC server in this process whose handlers return
+//                     at once: the transport's own latency and CPU on this machine.
 //   parallel-mig      500 ms simulated MIG-create latency: 8 claims on 8 GPUs at once versus one
 //                     claim alone (target <= 1.5x), and k = 1..8 claims on k GPUs with the
 //                     plugin's per-GPU locks and with --lock-scope=node (one node-wide lock, as
@@ -75,13 +77,14 @@ std::string CallOne(const PluginProcess& p, const KubeletClaim& c, bool prepare)
 
 // All claims at once, one thread each, over one connection as the kubelet has one per plugin (its
 // calls are multiplexed on it); the latency of every call.
-std::vector<double> Concurrently(const PluginProcess& p, const std::vector<KubeletClaim>& claims,
-                                 bool prepare, int* failures) {
+std::vector<double> Concurrently(const std::string& dra_socket,
+                                 const std::vector<KubeletClaim>& claims, bool prepare,
+                                 int* failures) {
   std::vector<double> latency(claims.size());
   std::vector<std::string> errors(claims.size());
   // Connected first so that the measurement is the call, as with the kubelet's long-lived channel.
   FakeKubelet kubelet;
-  kubelet.Connect(p.dra_socket(), "v1.DRAPlugin");
+  kubelet.Connect(dra_socket, "v1.DRAPlugin");
   kubelet.channel()->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5));
   // The threads are started before the calls, which then begin together.
   std::latch go(1);
@@ -106,6 +109,11 @@ std::vector<double> Concurrently(const PluginProcess& p, const std::vector<Kubel
     }
   }
   return latency;
+}
+
+std::vector<double> Concurrently(const PluginProcess& p, const std::vector<KubeletClaim>& claims,
+                                 bool prepare, int* failures) {
+  return Concurrently(p.dra_socket(), claims, prepare, failures);
 }
 
 // CPU seconds (user + system) a process has used: the plugin's from /proc, ours from getrusage.
@@ -183,6 +191,69 @@ nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
           {"prepare_ms", prepare},
           {"unprepare_ms", unprepare},
           {"target_prepare_p99_ms", 5}};
+}
+
+// A DRA service that does nothing: every claim is prepared with no devices at once.
+class NoOpDraService final : public drav1::DRAPlugin::Service {
+ public:
+  grpc::Status NodePrepareResources(grpc::ServerContext*,
+                                    const drav1::NodePrepareResourcesRequest* request,
+                                    drav1::NodePrepareResourcesResponse* response) override {
+    for (const auto& c : request->claims()) (*response->mutable_claims())[c.uid()];
+    return grpc::Status::OK;
+  }
+  grpc::Status NodeUnprepareResources(grpc::ServerContext*,
+                                      const drav1::NodeUnprepareResourcesRequest* request,
+                                      drav1::NodeUnprepareResourcesResponse* response) override {
+    for (const auto& c : request->claims()) (*response->mutable_claims())[c.uid()];
+    return grpc::Status::OK;
+  }
+};
+
+// The same calls as prepare-latency against a gRPC server (in this process, with the plugin's
+// thread settings) whose handlers return at once: what the transport alone costs on this machine,
+// the floor under any plugin's latency here.
+nlohmann::json TransportFloorAt(int concurrent, int rounds) {
+  TempDir dir;
+  const std::string socket = dir / "noop.sock";
+  NoOpDraService service;
+  grpc::ServerBuilder builder;
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 16);
+  builder.AddListeningPort("unix://" + socket, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) return {{"scenario", "transport-floor"}, {"error", "cannot listen"}};
+  std::vector<KubeletClaim> claims;
+  for (int i = 0; i < concurrent; ++i) {
+    claims.push_back({.namespace_ = "default",
+                      .name = "c" + std::to_string(i),
+                      .uid = "uid-" + std::to_string(i)});
+  }
+  int failures = 0;
+  Concurrently(socket, claims, true, &failures);
+  const double cpu0 = SelfCpuS();
+  std::vector<double> calls;
+  Clock::duration busy{};
+  for (int r = 0; r < rounds; ++r) {
+    for (bool prepare : {true, false}) {
+      const auto start = Clock::now();
+      std::vector<double> l = Concurrently(socket, claims, prepare, &failures);
+      busy += Clock::now() - start;
+      calls.insert(calls.end(), l.begin(), l.end());
+    }
+  }
+  const double cpu_ms = (SelfCpuS() - cpu0) * 1000 / static_cast<double>(calls.size());
+  server->Shutdown();
+  return {{"scenario", "transport-floor"},
+          {"concurrent_claims", concurrent},
+          {"rounds", rounds},
+          {"failures", failures},
+          {"call_p50_ms", Percentile(calls, 0.5)},
+          {"call_p99_ms", Percentile(calls, 0.99)},
+          {"call_max_ms", Percentile(calls, 1.0)},
+          {"cpu_ms_per_call", cpu_ms},
+          {"cpu_utilisation", cpu_ms * static_cast<double>(calls.size()) / Ms(busy) /
+                                  static_cast<double>(std::thread::hardware_concurrency())}};
 }
 
 // k claims on GPUs 0..k-1 at once, for k = 1..8, with the plugin's lock scope `scope`; the wall
@@ -311,7 +382,7 @@ int main(int argc, char** argv) {
       only = argv[++i];
     } else {
       std::cerr << "usage: plugin-bench [--rounds N] [--concurrency 1,8,64] [--plugin BINARY] "
-                   "[--only prepare-latency|parallel-mig|footprint]\n";
+                   "[--only prepare-latency|transport-floor|parallel-mig|footprint]\n";
       return 2;
     }
   }
@@ -323,6 +394,9 @@ int main(int argc, char** argv) {
   }
   if (only.empty() || only == "prepare-latency") {
     for (int c : concurrency) std::cout << PrepareLatencyAt(c, rounds).dump() << std::endl;
+  }
+  if (only.empty() || only == "transport-floor") {
+    for (int c : concurrency) std::cout << TransportFloorAt(c, rounds).dump() << std::endl;
   }
   if (only.empty() || only == "parallel-mig") std::cout << ParallelMig().dump() << std::endl;
   if (only.empty() || only == "footprint") std::cout << Footprint().dump() << std::endl;

@@ -164,6 +164,7 @@ def bench_plugin(quick):
     argv = [os.path.join(BUILD, "bench", "plugin-bench"), "--rounds", rounds, "--concurrency", "1,8,64"]
     lines = run_json_lines(argv)
     data = {"prepare": [l for l in lines if l.get("scenario") == "prepare-latency"],
+            "transport_floor": [l for l in lines if l.get("scenario") == "transport-floor"],
             "parallel_mig": next((l for l in lines if l.get("scenario") == "parallel-mig"), None),
             "footprint": next((l for l in lines if l.get("scenario") == "footprint"), None)}
     save("plugin", "build/default/bench/plugin-bench " + " ".join(argv[1:]), data, started)
@@ -356,6 +357,16 @@ plot {", ".join(plot)}
                         f"{p['harness_cpu_ms_per_call']:.2f}) on {p['cores']} cores is "
                         f"{64 * per_call / p['cores']:.1f} ms before the last call can finish, whatever the "
                         f"order; a p99 of 5 ms would need {5 * p['cores'] / 64:.2f} ms per call in all."]
+        floor = r.get("transport_floor") or []
+        if floor:
+            sec += ["", "The transport's floor on this machine: the same calls against a gRPC server whose handlers "
+                        "return at once (`--only transport-floor`: no plugin, no API server, no files).", "",
+                    "| concurrent calls | calls | p50 ms | p99 ms | max ms | CPU ms/call (client + server) | utilisation |",
+                    "|---|---|---|---|---|---|---|"]
+            for f in floor:
+                sec.append(f"| {f['concurrent_claims']} | {2 * f['rounds'] * f['concurrent_claims']} | "
+                           f"{f['call_p50_ms']:.2f} | {f['call_p99_ms']:.2f} | {f['call_max_ms']:.2f} | "
+                           f"{f['cpu_ms_per_call']:.3f} | {f['cpu_utilisation']:.2f} |")
             if p["concurrent_claims"] == 64:
                 headline.append(("Prepare p99, 64 concurrent claims (target ≤ 5 ms)", f"{p['prepare_p99_ms']:.1f} ms",
                                  "met" if p["prepare_p99_ms"] <= 5 else "missed"))
