@@ -319,8 +319,9 @@ plot "d.txt" using 1:2 with linespoints lw 2 title "tessera", \\
                "threads preparing N claims at once on one connection, as the kubelet multiplexes its calls "
                "(fake GPU backend, zero actuation latency, a loopback API server stand-in), for N = 1, 8, 64; "
                "every prepare of every round is measured. The kubelet's side and the API server's run on "
-               "the same cores as the plugin: the CPU columns are per call (prepare or unprepare), and "
-               "utilisation is the machine's busy share during the rounds.", ""]
+               "the same cores as the plugin: the CPU columns are per call (prepare or unprepare), each "
+               "round's connection and threads included (which is most of it at 1 claim), and utilisation "
+               "is the machine's busy share during the rounds.", ""]
         data, plot = "", []
         for i, p in enumerate(r["prepare"]):
             xs = p.get("prepare_ms", [])
