@@ -19,7 +19,7 @@ using partitioner::GpuState;
 using partitioner::Placement;
 
 // 1: one JSON document, rewritten whole after every change. 2: a snapshot line in that document's
-// shape, then one line per change since (see fake_backend.h).
+// shape, then a line per change since with the changed GPU's state (see fake_backend.h).
 constexpr int kStateVersion = 2;
 // Changes appended after the snapshot before the file is rewritten as one snapshot line.
 constexpr int kChangesPerSnapshot = 512;
@@ -178,42 +178,43 @@ absl::StatusOr<Json> ReadFakeGpuState(std::string_view text) {
       state = std::move(j);
       continue;
     }
-    // A change: find its GPU and instance.
-    const std::string op = j.value("op", "");
+    // A change: the GPU's whole state after it.
     const int g = j.value("gpu", -1);
     if (g < 0 || g >= static_cast<int>(state["gpus"].size())) {
       return absl::DataLossError(StrCat(where, ": no GPU ", g));
     }
-    Json& gpu = state["gpus"][static_cast<std::size_t>(g)];
-    Json& instances = gpu["instances"];
-    if (!instances.is_array()) instances = Json::array();
-    auto instance = std::find_if(instances.begin(), instances.end(), [&](const Json& i) {
-      return i.value("giId", 0) == j.value("giId", -1);
-    });
-    if (op == "create") {
-      state["nextUuid"] = j.value("nextUuid", state.value("nextUuid", 1));
-      j.erase("op");
-      j.erase("gpu");
-      j.erase("nextUuid");
-      instances.push_back(std::move(j));
-    } else if (op == "destroy" && instance != instances.end()) {
-      instances.erase(instance);
-    } else if (op == "inUse" && instance != instances.end()) {
-      (*instance)["inUse"] = j.value("inUse", false);
-    } else if (op == "timeSlice") {
-      gpu["timeSlice"] = j.value("timeSlice", "");
-    } else {
-      return absl::DataLossError(
-          StrCat(where, ": change \"", op, "\" of GI ", j.value("giId", -1), " on GPU ", g,
-                 op == "destroy" || op == "inUse" ? ", which does not exist" : " is unknown"));
+    if (!j.contains("state") || !j["state"].is_object()) {
+      return absl::DataLossError(StrCat(where, ": a change without the GPU's state"));
     }
+    state["gpus"][static_cast<std::size_t>(g)] = std::move(j["state"]);
+    state["nextUuid"] = std::max(state.value("nextUuid", 1), j.value("nextUuid", 1));
   }
   if (state.is_null()) return absl::DataLossError("no snapshot line");
   return state;
 }
 
-absl::Status FakeGpuBackend::Record(const Json& change) {
+Json FakeGpuBackend::GpuJson(const FakeGpu& g) const {
+  Json instances = Json::array();
+  for (const FakeInstance& i : g.instances) {
+    instances.push_back({{"giId", i.gi_id},
+                         {"profile", g.model->profiles[i.profile].name},
+                         {"start", i.placement.start},
+                         {"uuid", i.uuid},
+                         {"inUse", i.in_use}});
+  }
+  Json saved = {{"uuid", g.uuid},
+                {"model", g.model->key},
+                {"migEnabled", g.mig_enabled},
+                {"instances", instances}};
+  if (g.time_slice) saved["timeSlice"] = api::ToString(*g.time_slice);
+  return saved;
+}
+
+absl::Status FakeGpuBackend::Record(int gpu) {
   if (log_ == nullptr) return absl::OkStatus();
+  const Json change = {{"gpu", gpu},
+                       {"nextUuid", next_uuid_},
+                       {"state", GpuJson(gpus_[static_cast<std::size_t>(gpu)])}};
   // Like a GPU's state, this does not survive a power loss; a crash of the process keeps it.
   if (absl::Status s = log_->Write(change.dump(), nullptr).status(); !s.ok()) return s;
   if (++changes_ < kChangesPerSnapshot) return absl::OkStatus();
@@ -228,22 +229,7 @@ absl::Status FakeGpuBackend::WriteSnapshot() {
     log_ = *std::move(log);
   }
   Json gpus = Json::array();
-  for (const FakeGpu& g : gpus_) {
-    Json instances = Json::array();
-    for (const FakeInstance& i : g.instances) {
-      instances.push_back({{"giId", i.gi_id},
-                           {"profile", g.model->profiles[i.profile].name},
-                           {"start", i.placement.start},
-                           {"uuid", i.uuid},
-                           {"inUse", i.in_use}});
-    }
-    Json saved = {{"uuid", g.uuid},
-                  {"model", g.model->key},
-                  {"migEnabled", g.mig_enabled},
-                  {"instances", instances}};
-    if (g.time_slice) saved["timeSlice"] = api::ToString(*g.time_slice);
-    gpus.push_back(std::move(saved));
-  }
+  for (const FakeGpu& g : gpus_) gpus.push_back(GpuJson(g));
   const Json state = {{"version", kStateVersion}, {"nextUuid", next_uuid_}, {"gpus", gpus}};
   changes_ = 0;
   return log_->Rewrite(
@@ -385,17 +371,7 @@ absl::StatusOr<api::MigInstanceInfo> FakeGpuBackend::CreateMigInstance(int gpu_i
                     .in_use = false};
   gpu.instances.push_back(inst);
   ++creates_;
-  if (absl::Status s = Record({{"op", "create"},
-                               {"gpu", gpu_index},
-                               {"giId", gi},
-                               {"profile", gpu.model->profiles[profile].name},
-                               {"start", pl.start},
-                               {"uuid", inst.uuid},
-                               {"inUse", false},
-                               {"nextUuid", next_uuid_}});
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = Record(gpu_index); !s.ok()) return s;
   return api::MigInstanceInfo{.profile = gpu.model->profiles[profile].name,
                               .placement = placement,
                               .gpu_instance_id = gi,
@@ -422,7 +398,7 @@ absl::Status FakeGpuBackend::DestroyMigInstance(int gpu_index, int gi_id) {
   if (it->in_use) return NvmlStatus(NvmlError::kInUse, call, "a process is running on it");
   gpu.instances.erase(it);
   ++destroys_;
-  return Record({{"op", "destroy"}, {"gpu", gpu_index}, {"giId", gi_id}});
+  return Record(gpu_index);
 }
 
 absl::Status FakeGpuBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval interval) {
@@ -434,7 +410,7 @@ absl::Status FakeGpuBackend::SetTimeSlice(int gpu_index, api::TimeSliceInterval 
     return NvmlStatus(NvmlError::kInvalidArgument, call, "no such GPU");
   }
   gpus_[gpu_index].time_slice = interval;
-  return Record({{"op", "timeSlice"}, {"gpu", gpu_index}, {"timeSlice", api::ToString(interval)}});
+  return Record(gpu_index);
 }
 
 absl::StatusOr<std::int64_t> FakeGpuBackend::MemoryUsed(int gpu_index, std::string_view uuid) {
@@ -467,7 +443,7 @@ absl::Status FakeGpuBackend::SetInUse(int gpu_index, int gi_id, bool in_use) {
   for (FakeInstance& i : gpus_[gpu_index].instances) {
     if (i.gi_id == gi_id) {
       i.in_use = in_use;
-      return Record({{"op", "inUse"}, {"gpu", gpu_index}, {"giId", gi_id}, {"inUse", in_use}});
+      return Record(gpu_index);
     }
   }
   return absl::NotFoundError(StrCat("GPU ", gpu_index, " has no GI ", gi_id));

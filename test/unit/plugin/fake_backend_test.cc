@@ -153,11 +153,13 @@ TEST_F(FakeBackendTest, ChangesAreAppendedAndReplayedAfterARestart) {
     ASSERT_TRUE(b->DestroyMigInstance(0, 2).ok());
     ASSERT_TRUE(b->SetInUse(0, 3, true).ok());
     ASSERT_TRUE(b->SetTimeSlice(2, api::TimeSliceInterval::kLong).ok());
-    // One snapshot line, then one line per change: nothing was rewritten.
+    // One snapshot line, then one line per change with the GPU's state: nothing was rewritten.
     const std::vector<std::string> lines = Lines(state_);
     ASSERT_EQ(lines.size(), 6u);
-    EXPECT_NE(lines[1].find(R"("op":"create")"), std::string::npos) << lines[1];
-    EXPECT_NE(lines[3].find(R"("op":"destroy")"), std::string::npos) << lines[3];
+    EXPECT_NE(lines[1].find(R"("gpu":0)"), std::string::npos) << lines[1];
+    EXPECT_NE(lines[1].find(R"("giId":2)"), std::string::npos) << lines[1];
+    EXPECT_EQ(lines[3].find(R"("giId":2)"), std::string::npos) << lines[3];  // destroyed
+    EXPECT_NE(lines[3].find(R"("giId":3)"), std::string::npos) << lines[3];
   }
   std::unique_ptr<FakeGpuBackend> again = Open();
   const NodeInventory inv = *again->Discover();
@@ -185,20 +187,39 @@ TEST_F(FakeBackendTest, TheStateFileIsRewrittenAfterManyChanges) {
   EXPECT_EQ(again->Discover()->gpus[0].mig_instances.size(), 2u);
 }
 
+TEST_F(FakeBackendTest, TwoProcessesOnOneStateFileLeaveItReadable) {
+  // A rolling update: two plugin processes, each with its own simulation, append to one file.
+  std::unique_ptr<FakeGpuBackend> a = Open();
+  std::unique_ptr<FakeGpuBackend> b = Open();
+  const int p1g = ProfileId(*a->Discover(), 0, "1g.10gb");
+  ASSERT_TRUE(a->CreateMigInstance(0, p1g, {0, 1}).ok());
+  ASSERT_TRUE(b->CreateMigInstance(1, p1g, {1, 1}).ok());
+  ASSERT_TRUE(a->DestroyMigInstance(0, 2).ok());
+  ASSERT_TRUE(b->CreateMigInstance(0, p1g, {2, 1}).ok());  // b never saw a's instance on GPU 0
+  // The last writer of each GPU wins.
+  std::unique_ptr<FakeGpuBackend> again = Open();
+  ASSERT_NE(again, nullptr);
+  const NodeInventory inv = *again->Discover();
+  ASSERT_EQ(inv.gpus[0].mig_instances.size(), 2u);
+  EXPECT_EQ(inv.gpus[0].mig_instances[1].placement.start, 2);
+  ASSERT_EQ(inv.gpus[1].mig_instances.size(), 2u);
+  EXPECT_EQ(inv.gpus[1].mig_instances[1].placement.start, 1);
+}
+
 TEST(ReadFakeGpuStateTest, ReadsBothFormatsIgnoresATornLineAndNamesBadLines) {
-  const std::string snapshot =
-      R"({"version":2,"nextUuid":3,"gpus":[{"uuid":"GPU-a","model":"h100-80gb","migEnabled":true,)"
-      R"("instances":[{"giId":1,"profile":"3g.40gb","start":4,"uuid":"MIG-1","inUse":false}]}]})";
-  const std::string create =
-      R"({"op":"create","gpu":0,"giId":2,"profile":"1g.10gb","start":0,"uuid":"MIG-2",)"
-      R"("inUse":false,"nextUuid":4})";
+  const std::string gpu0 =
+      R"({"uuid":"GPU-a","model":"h100-80gb","migEnabled":true,"instances":[)"
+      R"({"giId":1,"profile":"3g.40gb","start":4,"uuid":"MIG-1","inUse":false})";
+  const std::string snapshot = R"({"version":2,"nextUuid":3,"gpus":[)" + gpu0 + "]}]}";
+  const std::string change =
+      R"({"gpu":0,"nextUuid":4,"state":)" + gpu0 +
+      R"(,{"giId":2,"profile":"1g.10gb","start":0,"uuid":"MIG-2","inUse":false}]}})";
   absl::StatusOr<api::Json> state =
-      ReadFakeGpuState(snapshot + "\n" + create + "\n" + R"({"op":"destroy","gpu":0,"gi)");
+      ReadFakeGpuState(snapshot + "\n" + change + "\n" + R"({"gpu":0,"nextUuid":5,"sta)");
   ASSERT_TRUE(state.ok()) << state.status();
   const api::Json& instances = (*state)["gpus"][0]["instances"];
-  ASSERT_EQ(instances.size(), 2u);  // the torn destroy was never acknowledged
+  ASSERT_EQ(instances.size(), 2u);  // the torn change was never acknowledged
   EXPECT_EQ(instances[1]["uuid"], "MIG-2");
-  EXPECT_EQ(instances[1].count("op"), 0u);
   EXPECT_EQ((*state)["nextUuid"], 4);
 
   // Format 1: one indented document.
@@ -210,11 +231,11 @@ TEST(ReadFakeGpuStateTest, ReadsBothFormatsIgnoresATornLineAndNamesBadLines) {
 
   for (const auto& [text, error] : std::vector<std::pair<std::string, std::string>>{
            {"", "no snapshot line"},
-           {create + "\n", "line 1: not a version 2 fake GPU state snapshot"},
+           {change + "\n", "line 1: not a version 2 fake GPU state snapshot"},
            {snapshot + "\n{oops\n", "line 2: not a JSON object"},
-           {snapshot + "\n" + R"({"op":"destroy","gpu":0,"giId":7})" + "\n",
-            "line 2: change \"destroy\" of GI 7 on GPU 0, which does not exist"},
-           {snapshot + "\n" + R"({"op":"create","gpu":3,"giId":2})" + "\n", "line 2: no GPU 3"},
+           {snapshot + "\n" + R"({"gpu":0,"nextUuid":4})" + "\n",
+            "line 2: a change without the GPU's state"},
+           {snapshot + "\n" + R"({"gpu":3,"state":{}})" + "\n", "line 2: no GPU 3"},
        }) {
     absl::StatusOr<api::Json> bad = ReadFakeGpuState(text);
     ASSERT_FALSE(bad.ok()) << text;

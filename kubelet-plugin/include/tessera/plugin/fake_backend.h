@@ -21,18 +21,19 @@
 // NOT_FOUND. GI IDs are the smallest free positive number. The instances are persisted to a state
 // file so that a restarted plugin finds what it left, as on a real node. Thread-safe.
 //
-// The state file is JSON lines: a snapshot of every GPU, then one line per change since, appended
-// (AppendLog) as it happens:
+// The state file is JSON lines: a snapshot of every GPU, then a line per change since, appended
+// (AppendLog) as it happens, with the changed GPU's whole state:
 //
 //   {"version":2,"nextUuid":9,"gpus":[{"uuid":…,"model":"h100-80gb","migEnabled":true,
 //                                      "instances":[{"giId":1,"profile":"3g.40gb","start":4,…}]}]}
-//   {"op":"create","gpu":0,"giId":2,"profile":"1g.10gb","start":0,"uuid":…,"inUse":false,…}
-//   {"op":"destroy","gpu":0,"giId":2}
-//   {"op":"timeSlice","gpu":1,"timeSlice":"Long"} / {"op":"inUse","gpu":0,"giId":1,"inUse":true}
+//   {"gpu":0,"nextUuid":10,"state":{"uuid":…,"instances":[…, {"giId":2,"profile":"1g.10gb",…}]}}
 //
-// (Format 1 rewrote one JSON document on every change, a temporary file and a rename that cost more
-// CPU than the rest of a prepare; it is still read.) The file is rewritten as one snapshot when
-// opened and every 512 changes. A process killed mid-append leaves a torn last line, ignored.
+// The last line of a GPU wins, so lines of two plugin processes on one node (a rolling update, each
+// with its own simulation) interleave into a readable file where the last writer of each GPU wins,
+// as the whole-file rewrites of format 1 let the last writer win. (Format 1 rewrote one JSON
+// document on every change, a temporary file and a rename that cost more CPU than the rest of a
+// prepare; it is still read.) The file is rewritten as one snapshot when opened and every 512
+// changes. A process killed mid-append leaves a torn last line, ignored.
 
 #include <atomic>
 #include <chrono>
@@ -75,7 +76,7 @@ absl::StatusOr<FakeNodeSpec> ParseFakeNodeSpec(std::string_view yaml);
 
 // A state file's content (format 1 or 2) as one snapshot in format 2's first-line shape, changes
 // applied: what tests and tools read to see the simulated GPUs. DataLoss naming the line if a line
-// is not JSON, the first is not a snapshot or a change names a GPU or instance that is not there.
+// is not JSON, the first is not a snapshot or a change has no state or names a GPU not there.
 absl::StatusOr<api::Json> ReadFakeGpuState(std::string_view text);
 
 class FakeGpuBackend : public GpuBackend {
@@ -129,8 +130,10 @@ class FakeGpuBackend : public GpuBackend {
 
   explicit FakeGpuBackend(FakeNodeSpec spec, std::string state_path)
       : spec_(std::move(spec)), state_path_(std::move(state_path)) {}
-  // Appends one change to the state file (and every kChangesPerSnapshot, rewrites it).
-  absl::Status Record(const api::Json& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One GPU as the state file holds it.
+  api::Json GpuJson(const FakeGpu& g) const;
+  // Appends GPU `gpu`'s state to the state file (and every kChangesPerSnapshot, rewrites it).
+  absl::Status Record(int gpu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Rewrites the state file as one snapshot line (opening it first).
   absl::Status WriteSnapshot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Load(const api::Json& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
