@@ -1,9 +1,9 @@
 // plugin-bench: the kubelet plugin's targets (issue #6), measured through the real binary over real
 // unix sockets and gRPC, with the fake GPU backend and a loopback stand-in for the API server.
 //
-//   prepare-latency   N claims prepared concurrently (one thread each, on one connection) for each
-//   N of
-//                     --concurrency (default 1,8,64), zero actuation latency; p50/p99 over
+//   prepare-latency   N claims prepared concurrently (one thread each, on one connection) for
+//                     each N of --concurrency (default 1,8,64), zero actuation latency; p50/p99
+//                     over
 //                     --rounds rounds after one warm-up round, and every latency measured.
 //                                                                 target p99 <= 5 ms at 64
 //   transport-floor   the same calls against a gRPC server in this process whose handlers return
@@ -136,6 +136,33 @@ double SelfCpuS() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// `rounds` rounds of all claims prepared at once, then unprepared at once: every call's latency,
+// and the wall time of the rounds themselves (for the CPU utilisation).
+struct Rounds {
+  std::vector<double> prepare{};
+  std::vector<double> unprepare{};
+  Clock::duration busy{};
+};
+Rounds MeasureRounds(const std::string& dra_socket, const std::vector<KubeletClaim>& claims,
+                     int rounds, int* failures) {
+  Rounds out;
+  for (int r = 0; r < rounds; ++r) {
+    for (bool prepare : {true, false}) {
+      const auto start = Clock::now();
+      std::vector<double> l = Concurrently(dra_socket, claims, prepare, failures);
+      out.busy += Clock::now() - start;
+      std::vector<double>& into = prepare ? out.prepare : out.unprepare;
+      into.insert(into.end(), l.begin(), l.end());
+    }
+  }
+  return out;
+}
+
+// How much of the machine `cpu_ms` used in `busy`: 1.0 is every core busy all the time.
+double Utilisation(double cpu_ms, Clock::duration busy) {
+  return cpu_ms / Ms(busy) / static_cast<double>(std::thread::hardware_concurrency());
+}
+
 nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
   TempDir dir;
   FakeApiServer api;
@@ -146,32 +173,21 @@ nlohmann::json PrepareLatencyAt(int concurrent, int rounds) {
   if (!p.WaitReady()) return {{"scenario", "prepare-latency"}, {"error", "plugin did not start"}};
   std::vector<KubeletClaim> claims;
   for (int i = 0; i < concurrent; ++i) claims.push_back(MakeClaim(api, i));
-  std::vector<double> prepare, unprepare;
   int failures = 0;
   // One unmeasured round: the plugin's API-server connections are then open, as on a live node.
   Concurrently(p, claims, true, &failures);
   Concurrently(p, claims, false, &failures);
   const double plugin_cpu0 = ProcessCpuS(p.pid());
   const double self_cpu0 = SelfCpuS();
-  Clock::duration busy{};  // wall time of the rounds themselves, for the CPU utilisation
-  for (int r = 0; r < rounds; ++r) {
-    auto start = Clock::now();
-    std::vector<double> l = Concurrently(p, claims, true, &failures);
-    busy += Clock::now() - start;
-    prepare.insert(prepare.end(), l.begin(), l.end());
-    start = Clock::now();
-    l = Concurrently(p, claims, false, &failures);
-    busy += Clock::now() - start;
-    unprepare.insert(unprepare.end(), l.begin(), l.end());
-  }
+  Rounds measured = MeasureRounds(p.dra_socket(), claims, rounds, &failures);
+  std::vector<double>& prepare = measured.prepare;
+  std::vector<double>& unprepare = measured.unprepare;
   // Per call (prepare or unprepare): the plugin's CPU, and this process's (the kubelet's gRPC
   // clients and the API server stand-in), both on the same cores.
   const double calls = 2.0 * rounds * concurrent;
   const double plugin_cpu_ms = (ProcessCpuS(p.pid()) - plugin_cpu0) * 1000 / calls;
   const double harness_cpu_ms = (SelfCpuS() - self_cpu0) * 1000 / calls;
-  // How much of the machine the rounds used: 1.0 is every core busy for their whole wall time.
-  const double utilisation = (plugin_cpu_ms + harness_cpu_ms) * calls / Ms(busy) /
-                             static_cast<double>(std::thread::hardware_concurrency());
+  const double utilisation = Utilisation((plugin_cpu_ms + harness_cpu_ms) * calls, measured.busy);
   std::sort(prepare.begin(), prepare.end());
   std::sort(unprepare.begin(), unprepare.end());
   return {{"scenario", "prepare-latency"},
@@ -232,28 +248,21 @@ nlohmann::json TransportFloorAt(int concurrent, int rounds) {
   int failures = 0;
   Concurrently(socket, claims, true, &failures);
   const double cpu0 = SelfCpuS();
-  std::vector<double> calls;
-  Clock::duration busy{};
-  for (int r = 0; r < rounds; ++r) {
-    for (bool prepare : {true, false}) {
-      const auto start = Clock::now();
-      std::vector<double> l = Concurrently(socket, claims, prepare, &failures);
-      busy += Clock::now() - start;
-      calls.insert(calls.end(), l.begin(), l.end());
-    }
-  }
+  const Rounds measured = MeasureRounds(socket, claims, rounds, &failures);
+  std::vector<double> calls = measured.prepare;
+  calls.insert(calls.end(), measured.unprepare.begin(), measured.unprepare.end());
   const double cpu_ms = (SelfCpuS() - cpu0) * 1000 / static_cast<double>(calls.size());
   server->Shutdown();
-  return {{"scenario", "transport-floor"},
-          {"concurrent_claims", concurrent},
-          {"rounds", rounds},
-          {"failures", failures},
-          {"call_p50_ms", Percentile(calls, 0.5)},
-          {"call_p99_ms", Percentile(calls, 0.99)},
-          {"call_max_ms", Percentile(calls, 1.0)},
-          {"cpu_ms_per_call", cpu_ms},
-          {"cpu_utilisation", cpu_ms * static_cast<double>(calls.size()) / Ms(busy) /
-                                  static_cast<double>(std::thread::hardware_concurrency())}};
+  return {
+      {"scenario", "transport-floor"},
+      {"concurrent_claims", concurrent},
+      {"rounds", rounds},
+      {"failures", failures},
+      {"call_p50_ms", Percentile(calls, 0.5)},
+      {"call_p99_ms", Percentile(calls, 0.99)},
+      {"call_max_ms", Percentile(calls, 1.0)},
+      {"cpu_ms_per_call", cpu_ms},
+      {"cpu_utilisation", Utilisation(cpu_ms * static_cast<double>(calls.size()), measured.busy)}};
 }
 
 // k claims on GPUs 0..k-1 at once, for k = 1..8, with the plugin's lock scope `scope`; the wall

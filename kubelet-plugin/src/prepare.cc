@@ -458,10 +458,7 @@ absl::Status Preparer::Commit(ClaimRecord& record) {
   }
   // The spec carries the record as prepared, in its journal form; the journal then gets the same
   // line.
-  const ClaimPhase phase = record.phase;
-  record.phase = ClaimPhase::kPrepared;
-  const std::string encoded = CheckpointStore::Encode(record, checkpoint_.boot_id());
-  record.phase = phase;  // until the spec is written
+  const std::string encoded = EncodePrepared(record);
   if (absl::Status s = WriteCdi(record, encoded); !s.ok()) return s;
   fault::Reached("prepare.cdi-written");
   record.phase = ClaimPhase::kPrepared;
@@ -548,6 +545,11 @@ absl::Status Preparer::ActuateSharing(const ClaimRecord& record, PreparedDevice&
   if (!daemon.ok()) return daemon.status();
   (void)record;
   return absl::OkStatus();
+}
+
+std::string Preparer::EncodePrepared(ClaimRecord record) const {
+  record.phase = ClaimPhase::kPrepared;
+  return CheckpointStore::Encode(record, checkpoint_.boot_id());
 }
 
 absl::Status Preparer::WriteCdi(const ClaimRecord& record, const std::string& encoded) {
@@ -831,10 +833,7 @@ absl::StatusOr<ReconcileReport> Preparer::Start() {
   if (!present.ok()) return present.status();
   for (const ClaimRecord& r : checkpoint_.All()) {
     if (std::find(present->begin(), present->end(), r.uid) != present->end()) continue;
-    ClaimRecord prepared = r;
-    prepared.phase = ClaimPhase::kPrepared;
-    const std::string encoded = CheckpointStore::Encode(prepared, checkpoint_.boot_id());
-    if (absl::Status s = WriteCdi(r, encoded); !s.ok()) {
+    if (absl::Status s = WriteCdi(r, EncodePrepared(r)); !s.ok()) {
       report.problems.push_back(
           StrCat("claim ", r.namespace_, "/", r.name, ": rewriting its CDI spec: ", s.message()));
     }

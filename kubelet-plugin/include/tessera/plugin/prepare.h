@@ -150,8 +150,10 @@ class Preparer {
   // Undoes everything `record` holds, skipping resources other claims still use. Stops at the
   // first failure (the record then still names what is left).
   absl::Status Release(ClaimRecord& record, bool crash_points);
-  // `encoded`: the record as prepared, in the checkpoint's form (CheckpointStore::Encode), which
-  // the spec carries so that a lost checkpoint can be restored from it.
+  // The record with phase kPrepared, in the checkpoint's form (CheckpointStore::Encode).
+  std::string EncodePrepared(ClaimRecord record) const;
+  // `encoded`: EncodePrepared(record), which the spec carries so that a lost checkpoint can be
+  // restored from it.
   absl::Status WriteCdi(const ClaimRecord& record, const std::string& encoded);
   std::vector<CheckpointStore::RecordPtr> OthersThan(const std::string& uid) const;
   std::vector<int> GpusOf(const ClaimRecord& record) const;
